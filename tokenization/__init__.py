@@ -1,0 +1,5 @@
+from .tokenization_vanilla_transformer import VanillaTransformerTokenizer
+
+from .. import modeling as _registers_auto_classes  # noqa: E402,F401  (importing any of our packages registers all)
+
+__all__ = ["VanillaTransformerTokenizer"]

@@ -34,6 +34,11 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from ..configuration.configuration_vanilla_transformer import VanillaTransformerConfig
 
+# Not used here, but imported so that transformers' remote-code loader copies them along with this file:
+# a model loaded from the Hub must be able to save a complete folder again (see `export_hub_code`).
+from ..tokenization.tokenization_vanilla_transformer import VanillaTransformerTokenizer  # noqa: F401
+from .pipeline_vanilla_transformer import VanillaTransformerSeq2SeqPipeline  # noqa: F401
+
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
     """Decoder input = target shifted right by one, starting with the start token ("teacher forcing")."""
@@ -106,12 +111,14 @@ def eager_attention_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, written out so the weights can be returned."""
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, H, T, S)
+    if attention_mask is not None and attention_mask.dtype != torch.bool:
+        attention_mask = attention_mask == 0  # transformers' additive masks hold 0 (attend) or a large negative
     if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-        else:
-            scores = scores + attention_mask
+        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
     weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    if attention_mask is not None:
+        # a query whose keys are all masked (padding under local attention) attends to nothing
+        weights = weights.masked_fill(~attention_mask.any(dim=-1, keepdim=True), 0.0)
     weights = nn.functional.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value)  # (B, H, T, Dh)
     return output.transpose(1, 2).contiguous(), weights  # (B, T, H, Dh), (B, H, T, S)
@@ -418,7 +425,7 @@ class VanillaTransformerEncoder(nn.Module):
         check_sequence_length(seq_length, self.config, "The encoder input")
 
         positions = torch.arange(seq_length, device=inputs_embeds.device)
-        hidden_states = self.dropout(inputs_embeds * self.embed_scale + self.embed_positions(positions))
+        hidden_states = self.dropout(inputs_embeds * self.embed_scale + self.embed_positions(positions).to(inputs_embeds.dtype))
 
         window = self.config.attention_window
         mask = create_bidirectional_mask(
@@ -485,7 +492,7 @@ class VanillaTransformerDecoder(nn.Module):
         check_sequence_length(past_length + seq_length, self.config, "The decoder input")
 
         positions = torch.arange(past_length, past_length + seq_length, device=inputs_embeds.device)
-        hidden_states = self.dropout(inputs_embeds * self.embed_scale + self.embed_positions(positions))
+        hidden_states = self.dropout(inputs_embeds * self.embed_scale + self.embed_positions(positions).to(inputs_embeds.dtype))
 
         window = self.config.attention_window
         self_attn_mask = create_causal_mask(
@@ -793,11 +800,11 @@ class VanillaTransformerForSequenceClassification(VanillaTransformerPreTrainedMo
 # A saved folder is a complete Hub repository
 # ---------------------------------------------------------------------------------------------------
 
-CODE_FILES = {
-    "configuration": "configuration_vanilla_transformer.py",
-    "modeling": "modeling_vanilla_transformer.py",
-    "tokenization": "tokenization_vanilla_transformer.py",
-    "pipelines": "pipeline_vanilla_transformer.py",
+CODE_FILES = {  # file name: the package that holds it when installed
+    "configuration_vanilla_transformer.py": "configuration",
+    "modeling_vanilla_transformer.py": "modeling",
+    "tokenization_vanilla_transformer.py": "tokenization",
+    "pipeline_vanilla_transformer.py": "modeling",
 }
 AUTO_MAP = {
     "AutoConfig": "configuration_vanilla_transformer.VanillaTransformerConfig",
@@ -817,13 +824,9 @@ SEQ2SEQ_PIPELINE = {
 def find_code_file(name: str) -> Path:
     """Our code files: siblings of this file in a flat Hub folder, or in sibling packages when installed."""
     here = Path(__file__).resolve().parent
-    flat = here / name
-    if flat.exists():
-        return flat
-    for package in CODE_FILES:
-        packaged = here.parent / package / name
-        if packaged.exists():
-            return packaged
+    for candidate in (here / name, here.parent / CODE_FILES[name] / name):
+        if candidate.exists():
+            return candidate
     raise FileNotFoundError(f"cannot find {name} beside {here}")
 
 
@@ -839,7 +842,7 @@ def export_hub_code(save_directory, model=None) -> None:
     import json
 
     save_directory = Path(save_directory)
-    for name in CODE_FILES.values():
+    for name in CODE_FILES:
         target = save_directory / name
         source = find_code_file(name)
         if source.resolve() != target.resolve():

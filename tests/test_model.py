@@ -1,0 +1,299 @@
+"""The model behaves as the paper's Transformer must: a specification, one property per test."""
+
+import pytest
+import torch
+
+from conftest import VOCAB, padded_batch, random_tokens, tiny_classifier, tiny_config, tiny_seq2seq
+from vanilla_transformer.configuration import VanillaTransformerConfig
+from vanilla_transformer.modeling import (
+    VanillaTransformerForConditionalGeneration,
+    VanillaTransformerForSequenceClassification,
+)
+
+ATTENTION_IMPLEMENTATIONS = ["eager", "sdpa"]
+
+
+@pytest.mark.parametrize("attn_implementation", ATTENTION_IMPLEMENTATIONS)
+@pytest.mark.parametrize("window", [None, 2])
+def test_decoder_is_causal(attn_implementation, window):
+    """Changing target tokens after position t leaves the logits at positions <= t unchanged."""
+    model = tiny_seq2seq(attn_implementation, attention_window=window)
+    input_ids, attention_mask, targets = padded_batch()
+    changed = targets.clone()
+    changed[:, 3:] = random_tokens(2, 2, seed=9)
+    with torch.no_grad():
+        logits = model(input_ids, attention_mask, decoder_input_ids=targets).logits
+        logits_changed = model(input_ids, attention_mask, decoder_input_ids=changed).logits
+    torch.testing.assert_close(logits[:, :3], logits_changed[:, :3])
+    assert not torch.allclose(logits[:, 3:], logits_changed[:, 3:])
+
+
+@pytest.mark.parametrize("attn_implementation", ATTENTION_IMPLEMENTATIONS)
+@pytest.mark.parametrize("window", [None, 2])
+def test_padding_does_not_change_outputs(attn_implementation, window):
+    """A source padded inside a batch gives the same logits as the same source alone, unpadded."""
+    model = tiny_seq2seq(attn_implementation, attention_window=window)
+    input_ids, attention_mask, targets = padded_batch()
+    with torch.no_grad():
+        batched = model(input_ids, attention_mask, decoder_input_ids=targets).logits
+        alone = model(input_ids[1:, :6], decoder_input_ids=targets[1:]).logits
+        more_padding = model(
+            torch.cat([input_ids, torch.zeros(2, 5, dtype=torch.long)], dim=1),
+            torch.cat([attention_mask, torch.zeros(2, 5, dtype=torch.long)], dim=1),
+            decoder_input_ids=targets,
+        ).logits
+    torch.testing.assert_close(batched[1:], alone, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(batched, more_padding, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("window", [None, 1])
+@pytest.mark.parametrize("normalize_before", [False, True])
+def test_eager_and_sdpa_give_the_same_outputs(window, normalize_before):
+    eager = tiny_seq2seq("eager", attention_window=window, normalize_before=normalize_before)
+    sdpa = tiny_seq2seq("sdpa", attention_window=window, normalize_before=normalize_before)
+    input_ids, attention_mask, targets = padded_batch()
+    with torch.no_grad():
+        expected = eager(input_ids, attention_mask, decoder_input_ids=targets).logits
+        actual = sdpa(input_ids, attention_mask, decoder_input_ids=targets).logits
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_attention_weights_are_returned_and_are_distributions():
+    """output_attentions works whatever the attention backend; every row is a probability distribution
+    that puts no weight on padding."""
+    model = tiny_seq2seq("sdpa")
+    input_ids, attention_mask, targets = padded_batch()
+    with torch.no_grad():
+        out = model(input_ids, attention_mask, decoder_input_ids=targets, output_attentions=True)
+        reference = model(input_ids, attention_mask, decoder_input_ids=targets).logits
+    torch.testing.assert_close(out.logits, reference, rtol=1e-4, atol=1e-5)
+    assert len(out.encoder_attentions) == 2 and out.encoder_attentions[0].shape == (2, 4, 9, 9)
+    assert out.decoder_attentions[0].shape == (2, 4, 5, 5) and out.cross_attentions[0].shape == (2, 4, 5, 9)
+    for weights in out.encoder_attentions + out.decoder_attentions + out.cross_attentions:
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+    for weights in out.encoder_attentions + out.cross_attentions:
+        assert torch.all(weights[1, :, :, 6:] == 0)  # padded source positions get no attention
+    assert torch.all(out.decoder_attentions[0].triu(diagonal=1) == 0)  # no attention to the future
+
+
+@pytest.mark.parametrize("window", [0, 1, 3])
+def test_local_attention_puts_zero_weight_outside_the_window(window):
+    model = tiny_seq2seq("eager", attention_window=window)
+    input_ids, attention_mask, targets = padded_batch()
+    with torch.no_grad():
+        out = model(input_ids, attention_mask, decoder_input_ids=targets, output_attentions=True)
+    for weights, causal in [(w, False) for w in out.encoder_attentions] + [(w, True) for w in out.decoder_attentions]:
+        length = weights.shape[-1]
+        distance = torch.arange(length)[:, None] - torch.arange(length)[None, :]  # q - k
+        allowed = (distance >= 0) & (distance <= window) if causal else distance.abs() <= window
+        assert torch.all(weights[..., ~allowed] == 0)
+        assert torch.all(weights[0][..., allowed] > 0)  # the unpadded example uses every allowed position
+
+
+def test_local_attention_with_a_window_covering_everything_is_global_attention():
+    global_model = tiny_seq2seq("eager")
+    local_model = tiny_seq2seq("eager", attention_window=64)
+    input_ids, attention_mask, targets = padded_batch()
+    with torch.no_grad():
+        expected = global_model(input_ids, attention_mask, decoder_input_ids=targets).logits
+        actual = local_model(input_ids, attention_mask, decoder_input_ids=targets).logits
+    torch.testing.assert_close(actual, expected)
+
+
+@pytest.mark.parametrize("window", [None, 2])
+def test_cached_and_uncached_generation_agree(window):
+    model = tiny_seq2seq("sdpa", attention_window=window, decoder_layers=3)  # encoder and decoder depths differ
+    input_ids, attention_mask, _ = padded_batch()
+    kwargs = dict(attention_mask=attention_mask, max_new_tokens=12, min_new_tokens=12, do_sample=False)
+    cached = model.generate(input_ids, use_cache=True, return_dict_in_generate=True, output_scores=True, **kwargs)
+    uncached = model.generate(input_ids, use_cache=False, return_dict_in_generate=True, output_scores=True, **kwargs)
+    assert torch.equal(cached.sequences, uncached.sequences)
+    torch.testing.assert_close(torch.stack(cached.scores), torch.stack(uncached.scores), rtol=1e-4, atol=1e-4)
+
+
+def test_greedy_generation_follows_the_argmax_of_the_forward_pass():
+    model = tiny_seq2seq("eager")
+    input_ids, attention_mask, _ = padded_batch()
+    generated = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=6, min_new_tokens=6)
+    assert torch.all(generated[:, 0] == model.config.decoder_start_token_id)
+    with torch.no_grad():
+        logits = model(input_ids, attention_mask, decoder_input_ids=generated[:, :-1]).logits
+    assert torch.equal(logits.argmax(-1), generated[:, 1:])
+
+
+def test_beam_search_and_sampling_run():
+    model = tiny_seq2seq("sdpa")
+    input_ids, attention_mask, _ = padded_batch()
+    beams = model.generate(input_ids, attention_mask=attention_mask, num_beams=4, num_return_sequences=2,
+                           max_new_tokens=8, return_dict_in_generate=True, output_scores=True)
+    assert beams.sequences.shape[0] == 4 and beams.sequences.shape[1] <= 9
+    assert torch.all(beams.sequences_scores[0::2] >= beams.sequences_scores[1::2])  # best beam first
+    torch.manual_seed(0)
+    sampled = model.generate(input_ids, attention_mask=attention_mask, do_sample=True, top_k=20, max_new_tokens=8)
+    torch.manual_seed(0)
+    sampled_again = model.generate(input_ids, attention_mask=attention_mask, do_sample=True, top_k=20, max_new_tokens=8)
+    assert torch.equal(sampled, sampled_again)
+    assert sampled.min() >= 0 and sampled.max() < VOCAB
+
+
+@pytest.mark.parametrize("overrides", [{}, {"tie_word_embeddings": False}, {"positional_encoding": "learned"},
+                                       {"normalize_before": True, "attention_window": 2}])
+def test_save_and_load_give_identical_logits(tmp_path, overrides):
+    model = tiny_seq2seq("sdpa", **overrides)
+    input_ids, attention_mask, targets = padded_batch()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin"))
+    loaded = VanillaTransformerForConditionalGeneration.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        expected = model(input_ids, attention_mask, decoder_input_ids=targets).logits
+        actual = loaded(input_ids, attention_mask, decoder_input_ids=targets).logits
+    assert torch.equal(actual, expected)
+    tied = loaded.lm_head.weight is loaded.model.encoder.embed_tokens.weight
+    assert tied == loaded.config.tie_word_embeddings
+
+
+def test_classifier_save_and_load_give_identical_logits(tmp_path):
+    model = tiny_classifier(num_labels=3)
+    input_ids, attention_mask, _ = padded_batch()
+    model.save_pretrained(tmp_path)
+    loaded = VanillaTransformerForSequenceClassification.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids, attention_mask).logits, model(input_ids, attention_mask).logits)
+
+
+def test_bfloat16_loading(tmp_path):
+    tiny_seq2seq().save_pretrained(tmp_path)
+    model = VanillaTransformerForConditionalGeneration.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    input_ids, attention_mask, _ = padded_batch()
+    generated = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=4)
+    assert generated.shape == (2, 5)
+
+
+def test_a_tiny_model_overfits_a_tiny_batch():
+    model = tiny_seq2seq("sdpa").train()
+    input_ids, attention_mask, targets = padded_batch()
+    labels = torch.cat([targets, torch.full((2, 1), model.config.eos_token_id)], dim=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98), eps=1e-9)
+    for _ in range(150):
+        loss = model(input_ids, attention_mask, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05
+    generated = model.eval().generate(input_ids, attention_mask=attention_mask, max_new_tokens=10)
+    assert torch.equal(generated[:, 1:], labels)  # reproduces the targets and stops at </s>
+
+
+def test_labels_of_minus_100_are_ignored_and_label_smoothing_follows_the_paper():
+    model = tiny_seq2seq()
+    input_ids, attention_mask, targets = padded_batch()
+    labels = targets.clone()
+    labels[1, 3:] = -100
+    with torch.no_grad():
+        out = model(input_ids, attention_mask, labels=labels)
+        log_probs = out.logits.log_softmax(-1)
+        kept = labels != -100
+        nll = -log_probs[kept].gather(-1, labels[kept].unsqueeze(-1)).mean()
+        torch.testing.assert_close(out.loss, nll)
+        model.config.label_smoothing = 0.1
+        smoothed = model(input_ids, attention_mask, labels=labels).loss
+    # epsilon_ls spreads 0.1 of the target mass uniformly over the vocabulary
+    uniform = -log_probs[kept].mean(-1).mean()
+    torch.testing.assert_close(smoothed, 0.9 * nll + 0.1 * uniform)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    input_ids, attention_mask, targets = padded_batch()
+
+    def gradients(checkpointing):
+        model = tiny_seq2seq("sdpa").train()
+        if checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model(input_ids, attention_mask, labels=targets).loss.backward()
+        return {name: p.grad for name, p in model.named_parameters()}
+
+    plain, checkpointed = gradients(False), gradients(True)
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], msg=name)
+
+
+def test_resize_token_embeddings_keeps_the_weights_tied():
+    model = tiny_seq2seq()
+    old = model.get_input_embeddings().weight.detach().clone()
+    model.resize_token_embeddings(VOCAB + 8)
+    embeddings = model.get_input_embeddings().weight
+    assert embeddings.shape[0] == VOCAB + 8 and model.config.vocab_size == VOCAB + 8
+    assert model.lm_head.weight is embeddings and model.model.decoder.embed_tokens.weight is embeddings
+    assert torch.equal(embeddings[:VOCAB], old)
+    input_ids, attention_mask, targets = padded_batch()
+    assert model(input_ids, attention_mask, decoder_input_ids=targets).logits.shape[-1] == VOCAB + 8
+
+
+def test_every_classifier_parameter_gets_a_gradient():
+    """Distributed data parallel fails on parameters that get no gradient: the classifier has none."""
+    model = tiny_classifier().train()
+    input_ids, attention_mask, _ = padded_batch()
+    model(input_ids, attention_mask, labels=torch.tensor([0, 1])).loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_classifier_mean_pooling_ignores_padding():
+    model = tiny_classifier()
+    input_ids, attention_mask, _ = padded_batch()
+    with torch.no_grad():
+        batched = model(input_ids, attention_mask).logits
+        alone = model(input_ids[1:, :6]).logits
+    torch.testing.assert_close(batched[1:], alone, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("d_model", 30),  # not divisible by 4 heads
+        ("num_attention_heads", 0),
+        ("vocab_size", -5),
+        ("encoder_layers", 0),
+        ("ffn_dim", 1.5),
+        ("dropout", 1.0),
+        ("attention_dropout", -0.1),
+        ("label_smoothing", 2.0),
+        ("attention_window", -1),
+        ("attention_window", 2.5),
+        ("positional_encoding", "rotary"),
+        ("activation_function", "not-an-activation"),
+        ("classifier_pooling", "max"),
+        ("pad_token_id", VOCAB),
+        ("max_position_embeddings", 0),
+    ],
+)
+def test_invalid_config_fields_raise_an_error_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"\b{field}\b"):
+        tiny_config(**{field: value})
+
+
+def test_config_defaults_are_the_papers_base_model():
+    config = VanillaTransformerConfig()
+    assert (config.d_model, config.num_attention_heads, config.ffn_dim) == (512, 8, 2048)
+    assert (config.encoder_layers, config.decoder_layers, config.dropout) == (6, 6, 0.1)
+    assert config.activation_function == "relu" and config.positional_encoding == "sinusoidal"
+    assert config.scale_embedding and config.tie_word_embeddings and not config.normalize_before
+    assert config.attention_window is None
+
+
+def test_over_long_inputs_raise_an_error_naming_the_length():
+    model = tiny_seq2seq()
+    with pytest.raises(ValueError, match=r"length 65.*max_position_embeddings=64"):
+        model(random_tokens(1, 65), decoder_input_ids=random_tokens(1, 3))
+    with pytest.raises(ValueError, match=r"decoder input has length 70"):
+        model(random_tokens(1, 5), decoder_input_ids=random_tokens(1, 70))
+
+
+@pytest.mark.parametrize("attn_implementation", ATTENTION_IMPLEMENTATIONS)
+def test_no_nan_when_a_padded_position_sees_only_padding(attn_implementation):
+    """Under local attention a padded query may have no key to attend to; nothing may become NaN."""
+    model = tiny_seq2seq(attn_implementation, attention_window=1)
+    input_ids, attention_mask, targets = padded_batch()
+    with torch.no_grad():
+        out = model(input_ids, attention_mask, decoder_input_ids=targets, output_hidden_states=True)
+    assert all(torch.isfinite(h).all() for h in out.encoder_hidden_states + out.decoder_hidden_states)

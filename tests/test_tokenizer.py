@@ -1,0 +1,58 @@
+"""The tokenizer is lossless, shared by source and target, and saves and loads like any HF tokenizer."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+import pytest
+
+from conftest import CORPUS
+from vanilla_transformer.tokenization import VanillaTransformerTokenizer
+from transformers import AutoTokenizer
+
+SPECIAL_STRINGS = ("<pad>", "<s>", "</s>", "<unk>")
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.characters(codec="utf-8"), max_size=60))
+def test_decode_of_encode_is_the_identity_on_any_unicode_text(tokenizer, text):
+    if any(special in text for special in SPECIAL_STRINGS):
+        return  # the special tokens' own spellings are read as special tokens, as in every HF tokenizer
+    ids = tokenizer(text)["input_ids"]
+    assert ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.unk_token_id not in ids  # byte-level: nothing is unknown
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+
+
+def test_special_tokens_have_the_ids_the_config_expects(tokenizer):
+    assert [tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id] == [0, 1, 2, 3]
+
+
+def test_vocabulary_size_is_respected_and_subwords_are_learned(tokenizer):
+    assert len(tokenizer) <= 320
+    text = "Die Katze sass auf der Matte."
+    assert len(tokenizer(text)["input_ids"]) < 0.6 * len(text.encode())  # merges, not one token per byte
+
+
+def test_text_target_gives_labels_from_the_same_vocabulary(tokenizer):
+    batch = tokenizer(["The cat sat on the mat."], text_target=["Die Katze sass auf der Matte."])
+    assert batch["labels"][0] == tokenizer("Die Katze sass auf der Matte.")["input_ids"]
+    assert batch["labels"][0][-1] == tokenizer.eos_token_id
+
+
+def test_truncation_and_padding(tokenizer):
+    batch = tokenizer(["a " * 200, "short"], truncation=True, padding=True, return_tensors="pt")
+    assert batch["input_ids"].shape == (2, 64)
+    assert batch["input_ids"][1, -1] == tokenizer.pad_token_id and batch["attention_mask"][1, -1] == 0
+
+
+def test_save_and_load_give_the_same_tokenizer(tokenizer, tmp_path):
+    tokenizer.save_pretrained(tmp_path)
+    for loaded in (VanillaTransformerTokenizer.from_pretrained(tmp_path), AutoTokenizer.from_pretrained(tmp_path)):
+        assert isinstance(loaded, VanillaTransformerTokenizer)
+        for text in CORPUS:
+            assert loaded(text)["input_ids"] == tokenizer(text)["input_ids"]
+        assert loaded.model_max_length == 64
+
+
+def test_too_small_a_vocabulary_is_refused():
+    with pytest.raises(ValueError, match="vocab_size=100"):
+        VanillaTransformerTokenizer.train_from_iterator(CORPUS, vocab_size=100)

@@ -126,6 +126,7 @@ def main():
         mark = "ok " if prediction == target else "BAD"
         print(f"  {mark} {source!r:>34} -> {prediction!r} (expected {target!r})")
 
+    model.generation_config.max_new_tokens = 16  # an ISO date is 10 characters: saved in generation_config.json
     model.save_pretrained(args.output_dir)
     tokenizer.save_pretrained(args.output_dir)
     print(f"\nsaved a Hub-ready model folder to {args.output_dir}/")

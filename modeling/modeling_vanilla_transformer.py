@@ -396,19 +396,51 @@ class VanillaTransformerPreTrainedModel(PreTrainedModel):
 # ---------------------------------------------------------------------------------------------------
 
 
-class VanillaTransformerEncoder(nn.Module):
-    """N identical encoder layers over (scaled token embeddings + positional encodings) (Section 3.1)."""
+class TransformerStack(nn.Module):
+    """What the encoder and decoder stacks share: token embeddings scaled by sqrt(d_model) (Section 3.4)
+    plus positional encodings (3.5), dropout on their sum (5.4), and N identical layers (3.1)."""
 
-    def __init__(self, config: VanillaTransformerConfig):
+    def __init__(self, config: VanillaTransformerConfig, layer_class: type[nn.Module], num_layers: int):
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
         self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
         self.embed_positions = build_positional_encoding(config)
         self.dropout = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(VanillaTransformerEncoderLayer(config, i) for i in range(config.encoder_layers))
+        self.layers = nn.ModuleList(layer_class(config, i) for i in range(num_layers))
         # pre-LN leaves the last residual stream un-normalised: normalise it once at the end
         self.layer_norm = nn.LayerNorm(config.d_model) if config.normalize_before else None
+
+    stack_name = "stack"
+
+    def embed(self, input_ids, inputs_embeds, past_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(token embeddings, dropout(scaled token embeddings + positional encodings)), each (B, L, d_model)."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError(f"Pass the {self.stack_name} exactly one of token ids and input embeddings.")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        length = inputs_embeds.shape[1]
+        check_sequence_length(past_length + length, self.config, f"The {self.stack_name} input")
+        positions = torch.arange(past_length, past_length + length, device=inputs_embeds.device)
+        encoded_positions = self.embed_positions(positions).to(inputs_embeds.dtype)
+        return inputs_embeds, self.dropout(inputs_embeds * self.embed_scale + encoded_positions)
+
+    def final_layer_norm(self, hidden_states, all_hidden_states):
+        if self.layer_norm is None:
+            return hidden_states, all_hidden_states
+        hidden_states = self.layer_norm(hidden_states)
+        if all_hidden_states is not None:
+            all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
+        return hidden_states, all_hidden_states
+
+
+class VanillaTransformerEncoder(TransformerStack):
+    """The encoder: N layers of self-attention and feed-forward over the source (Section 3.1)."""
+
+    stack_name = "encoder"
+
+    def __init__(self, config: VanillaTransformerConfig):
+        super().__init__(config, VanillaTransformerEncoderLayer, config.encoder_layers)
 
     def forward(
         self,
@@ -419,15 +451,7 @@ class VanillaTransformerEncoder(nn.Module):
         output_hidden_states: bool = False,
         return_dict: bool | None = None,  # always a ModelOutput here; the accepted flag is for `generate`
     ) -> BaseModelOutput:
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids and inputs_embeds to the encoder.")
-        if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids)
-        seq_length = inputs_embeds.shape[1]
-        check_sequence_length(seq_length, self.config, "The encoder input")
-
-        positions = torch.arange(seq_length, device=inputs_embeds.device)
-        hidden_states = self.dropout(inputs_embeds * self.embed_scale + self.embed_positions(positions).to(inputs_embeds.dtype))
+        inputs_embeds, hidden_states = self.embed(input_ids, inputs_embeds, past_length=0)
 
         window = self.config.attention_window
         mask = create_bidirectional_mask(
@@ -446,27 +470,19 @@ class VanillaTransformerEncoder(nn.Module):
                 all_hidden_states += (hidden_states,)
             if output_attentions:
                 all_attentions += (weights,)
-        if self.layer_norm is not None:
-            hidden_states = self.layer_norm(hidden_states)
-            if output_hidden_states:
-                all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
+        hidden_states, all_hidden_states = self.final_layer_norm(hidden_states, all_hidden_states)
         return BaseModelOutput(
             last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
         )
 
 
-class VanillaTransformerDecoder(nn.Module):
-    """N identical decoder layers; position i sees target positions <= i and the whole encoder output."""
+class VanillaTransformerDecoder(TransformerStack):
+    """The decoder: N layers; position i sees target positions <= i and the whole encoder output."""
+
+    stack_name = "decoder"
 
     def __init__(self, config: VanillaTransformerConfig):
-        super().__init__()
-        self.config = config
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
-        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
-        self.embed_positions = build_positional_encoding(config)
-        self.dropout = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(VanillaTransformerDecoderLayer(config, i) for i in range(config.decoder_layers))
-        self.layer_norm = nn.LayerNorm(config.d_model) if config.normalize_before else None
+        super().__init__(config, VanillaTransformerDecoderLayer, config.decoder_layers)
 
     def forward(
         self,
@@ -480,21 +496,13 @@ class VanillaTransformerDecoder(nn.Module):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of decoder_input_ids and decoder_inputs_embeds to the decoder.")
-        if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids)
         if use_cache and past_key_values is None:
             past_key_values = EncoderDecoderCache(DynamicCache(), DynamicCache())
         if not use_cache:
             past_key_values = None
 
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
-        seq_length = inputs_embeds.shape[1]
-        check_sequence_length(past_length + seq_length, self.config, "The decoder input")
-
-        positions = torch.arange(past_length, past_length + seq_length, device=inputs_embeds.device)
-        hidden_states = self.dropout(inputs_embeds * self.embed_scale + self.embed_positions(positions).to(inputs_embeds.dtype))
+        inputs_embeds, hidden_states = self.embed(input_ids, inputs_embeds, past_length)
 
         window = self.config.attention_window
         self_attn_mask = create_causal_mask(
@@ -530,10 +538,7 @@ class VanillaTransformerDecoder(nn.Module):
             if output_attentions:
                 all_self_attentions += (self_weights,)
                 all_cross_attentions += (cross_weights,)
-        if self.layer_norm is not None:
-            hidden_states = self.layer_norm(hidden_states)
-            if output_hidden_states:
-                all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
+        hidden_states, all_hidden_states = self.final_layer_norm(hidden_states, all_hidden_states)
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states,
             past_key_values=past_key_values,

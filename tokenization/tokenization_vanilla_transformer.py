@@ -54,6 +54,7 @@ class VanillaTransformerTokenizer(TokenizersBackend):
             tokenizer_object=backend,
             model_max_length=model_max_length,
             clean_up_tokenization_spaces=False,  # keep decoding lossless
+            split_special_tokens=True,  # a "</s>" typed in the text is text, not the end-of-sequence token
             **SPECIAL_TOKENS,
         )
 

@@ -83,7 +83,7 @@ def test_saved_folder_is_a_complete_hub_repository(saved_folders):
     names = {p.name for p in folder.iterdir()}
     assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
             "README.md", "configuration_vanilla_transformer.py", "modeling_vanilla_transformer.py",
-            "tokenization_vanilla_transformer.py", "pipeline_vanilla_transformer.py"} <= names
+            "tokenization_vanilla_transformer.py", "pipeline_vanilla_transformer.py", "hub_vanilla_transformer.py"} <= names
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in names)
     config = json.loads((folder / "config.json").read_text())
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForSeq2SeqLM",

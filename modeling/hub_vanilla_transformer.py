@@ -109,8 +109,6 @@ tokenizer = AutoTokenizer.from_pretrained(REPO, trust_remote_code=True)
 """
 
 
-
-
 def push_folder_to_hub(model, repo_id: str, *, tokenizer=None, commit_message=None, private=None, token=None,
                        revision=None, create_pr=False, **save_kwargs) -> str:
     """Save the model (and tokenizer) to a temporary folder and upload exactly that folder."""

@@ -336,7 +336,7 @@ class VanillaTransformerPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         """Xavier-uniform projections with zero biases; embeddings N(0, d_model^-0.5), so that after the
         sqrt(d_model) scaling of Section 3.4 they have unit variance. (The paper does not state an
-        initialisation; this is the one of its reference implementation, tensor2tensor, and of fairseq.)"""
+        initialisation; this is fairseq's.)"""
         if isinstance(module, nn.Linear):
             init.xavier_uniform_(module.weight)
             if module.bias is not None:
@@ -378,6 +378,8 @@ class TransformerStack(nn.Module):
     """What the encoder and decoder stacks share: token embeddings scaled by sqrt(d_model) (Section 3.4)
     plus positional encodings (3.5), dropout on their sum (5.4), and N identical layers (3.1)."""
 
+    stack_name = "stack"  # "encoder" or "decoder" in the subclasses, for error messages
+
     def __init__(self, config: VanillaTransformerConfig, layer_class: type[nn.Module], num_layers: int):
         super().__init__()
         self.config = config
@@ -388,8 +390,6 @@ class TransformerStack(nn.Module):
         self.layers = nn.ModuleList(layer_class(config, i) for i in range(num_layers))
         # pre-LN leaves the last residual stream un-normalised: normalise it once at the end
         self.layer_norm = nn.LayerNorm(config.d_model) if config.normalize_before else None
-
-    stack_name = "stack"
 
     def embed(self, input_ids, inputs_embeds, past_length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(token embeddings, dropout(scaled token embeddings + positional encodings)), each (B, L, d_model)."""

@@ -86,17 +86,19 @@ def test_trainer_fine_tunes_the_classifier(tokenizer, tmp_path):
 def test_gradient_accumulation_reports_the_same_loss_as_one_large_batch(tokenizer, tmp_path, task):
     """Batch 12 in one step, or 2 x 6 accumulated: same logged losses, same weights after the steps."""
     if task == "seq2seq":
-        build, dataset = tiny_seq2seq, translation_dataset(tokenizer)
+        build, dataset, trainer_class, arguments_class = (
+            tiny_seq2seq, translation_dataset(tokenizer), Seq2SeqTrainer, Seq2SeqTrainingArguments)
         collator_for = lambda model: DataCollatorForSeq2Seq(tokenizer, model=model)  # noqa: E731
     else:
-        build, dataset = tiny_classifier, sentiment_dataset(tokenizer)
+        build, dataset, trainer_class, arguments_class = (
+            tiny_classifier, sentiment_dataset(tokenizer), Trainer, TrainingArguments)
         collator_for = lambda model: DataCollatorWithPadding(tokenizer)  # noqa: E731
 
     def run(batch_size, accumulation):
         model = build(vocab_size=len(tokenizer)).train()
-        trainer = Trainer(
+        trainer = trainer_class(
             model=model,
-            args=arguments(tmp_path / f"{batch_size}", cls=TrainingArguments, max_steps=3,
+            args=arguments(tmp_path / f"{batch_size}", cls=arguments_class, max_steps=3,
                            per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation),
             train_dataset=dataset,
             data_collator=collator_for(model),

@@ -759,7 +759,13 @@ class VanillaTransformerForSequenceClassification(VanillaTransformerPreTrainedMo
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
     ) -> SequenceClassifierOutput | tuple:
+        r"""
+        num_items_in_batch: the number of examples over all gradient-accumulation steps and processes; the
+            loss is then sum / num_items_in_batch (see `VanillaTransformerForConditionalGeneration.forward`).
+        """
         encoder_outputs = self.encoder(
             input_ids,
             attention_mask=attention_mask,
@@ -771,7 +777,9 @@ class VanillaTransformerForSequenceClassification(VanillaTransformerPreTrainedMo
         logits = self.classifier(self.dropout(pooled))
         loss = None
         if labels is not None:
-            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
+            loss = self.loss_function(
+                labels=labels, pooled_logits=logits, config=self.config, num_items_in_batch=num_items_in_batch
+            )
         output = SequenceClassifierOutput(
             loss=loss,
             logits=logits,

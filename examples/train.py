@@ -329,7 +329,7 @@ def validate(model, tokenizer, task, records, data, accelerator, args) -> dict:
 
 
 def train(args: argparse.Namespace) -> dict:
-    started = time.time()
+    started, commit = time.time(), git_commit()  # the code this run started with
     task = get_task(args.task)
     output_dir = Path(args.output_dir)
     # step_scheduler_with_optimizer=False: the schedule counts optimizer steps whatever the number of
@@ -462,7 +462,7 @@ def train(args: argparse.Namespace) -> dict:
 
     results = None
     if accelerator.is_main_process:
-        results = finish(args, task, tokenizer, accelerator, progress, started)
+        results = finish(args, task, tokenizer, accelerator, progress, started, commit)
     accelerator.wait_for_everyone()
     return results
 
@@ -505,7 +505,7 @@ def save_model_folder(model, tokenizer, folder: Path) -> None:
     os.replace(partial, folder)
 
 
-def finish(args, task, tokenizer, accelerator, progress, started) -> dict:
+def finish(args, task, tokenizer, accelerator, progress, started, commit) -> dict:
     """Score the best model on the evaluation splits (beam search), write model/, results.json and the plot."""
     output_dir = Path(args.output_dir)
     model_dir = output_dir / "model"
@@ -528,7 +528,7 @@ def finish(args, task, tokenizer, accelerator, progress, started) -> dict:
         "task": task.name,
         "data": str(args.data),
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv[0] else None,
-        "commit": git_commit(),
+        "commit": commit,
         "hardware": hardware(accelerator),
         "wall_seconds": time.time() - started,
         "train_seconds": progress.train_seconds,

@@ -11,6 +11,7 @@ Shapes in comments: B batch, T target (query) length, S source (key) length, H h
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -132,6 +133,72 @@ def local_window(window: int, causal: bool) -> Callable:
     return within_window
 
 
+@dataclass(frozen=True)
+class LocalWindowMask:
+    """Passed instead of a (T, S) mask when local attention can be computed in blocks (no cache, no
+    attention weights asked for): the window, the direction, and which keys are real tokens."""
+
+    window: int
+    causal: bool
+    key_padding: torch.Tensor | None  # (B, S) bool or 0/1, True = a real token; None = no padding
+
+
+def blocked_local_attention(
+    module: nn.Module,
+    query: torch.Tensor,  # (B, H, L, Dh)
+    key: torch.Tensor,  # (B, H, L, Dh)
+    value: torch.Tensor,  # (B, H, L, Dh)
+    mask: LocalWindowMask,
+    scaling: float,
+    dropout: float = 0.0,
+) -> tuple[torch.Tensor, None]:
+    """Attention under the local mask |q - k| <= w, in O(L w) time and memory instead of O(L^2).
+
+    The positions are cut into blocks of w. Every key within distance w of a query of block i lies in block
+    i - 1, i or i + 1 (only i - 1 and i when causal), so each block of queries is scored against those
+    2-3 blocks of keys alone, then masked exactly as `local_window` masks the full matrix.
+    """
+    batch, heads, length, head_dim = query.shape
+    block = max(mask.window, 1)
+    num_blocks = -(-length // block)
+    tail = num_blocks * block - length  # pad the length to whole blocks
+    after = 0 if mask.causal else 1  # key blocks after the query's own
+    span = 2 + after  # key blocks per query block
+
+    def neighbourhoods(x: torch.Tensor) -> torch.Tensor:  # (B, H, L, Dh) -> (B, H, blocks, span * w, Dh)
+        x = nn.functional.pad(x, (0, 0, block, tail + after * block))
+        x = x.view(batch, heads, num_blocks + span - 1, block, head_dim)
+        return torch.cat([x[:, :, i : i + num_blocks] for i in range(span)], dim=3)
+
+    queries = nn.functional.pad(query, (0, 0, 0, tail)).view(batch, heads, num_blocks, block, head_dim)
+    scores = torch.matmul(queries, neighbourhoods(key).transpose(-1, -2)) * scaling  # (B, H, blocks, w, span*w)
+
+    # Query r of block i is position i*w + r; key c of its neighbourhood is position (i-1)*w + c.
+    offset = block + torch.arange(block, device=query.device)[:, None] - torch.arange(span * block, device=query.device)
+    in_window = (offset >= 0) & (offset <= mask.window) if mask.causal else offset.abs() <= mask.window
+    real = torch.ones(batch, length, device=query.device) if mask.key_padding is None else mask.key_padding.float()
+    real = nn.functional.pad(real, (block, tail + after * block)).view(batch, num_blocks + span - 1, block)
+    real = torch.cat([real[:, i : i + num_blocks] for i in range(span)], dim=2).bool()  # (B, blocks, span*w)
+    visible = in_window & real[:, None, :, None, :]  # (B, 1, blocks, w, span*w)
+
+    scores = scores.masked_fill(~visible, torch.finfo(scores.dtype).min)
+    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = weights.masked_fill(~visible.any(dim=-1, keepdim=True), 0.0)  # no visible key: attend to nothing
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, neighbourhoods(value))  # (B, H, blocks, w, Dh)
+    output = output.view(batch, heads, num_blocks * block, head_dim)[:, :, :length]
+    return output.transpose(1, 2).contiguous(), None
+
+
+def local_window_mask(config, attention_mask, causal: bool, output_attentions: bool, cached: bool):
+    """A `LocalWindowMask` where local attention can run in blocks, else None (the full-mask path)."""
+    if config.attention_window is None or output_attentions or cached:
+        return None
+    if attention_mask is not None and attention_mask.dim() != 2:
+        return None
+    return LocalWindowMask(config.attention_window, causal, attention_mask)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Section 3.2.2: Multi-Head Attention
 # ---------------------------------------------------------------------------------------------------
@@ -180,6 +247,8 @@ class VanillaTransformerAttention(nn.Module):
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         if output_attentions:  # only the readable eager path returns the weights
             attention = eager_attention_forward
+        if isinstance(attention_mask, LocalWindowMask):
+            attention = blocked_local_attention
         output, weights = attention(
             self,
             query,
@@ -432,13 +501,16 @@ class VanillaTransformerEncoder(TransformerStack):
         inputs_embeds, hidden_states = self.embed(input_ids, inputs_embeds, past_length=0)
 
         window = self.config.attention_window
-        mask = create_bidirectional_mask(
-            config=self.config,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            and_mask_function=None if window is None else local_window(window, causal=False),
-            allow_is_bidirectional_skip=not output_attentions,
-        )
+        mask = local_window_mask(self.config, attention_mask, causal=False, output_attentions=output_attentions,
+                                 cached=False)
+        if mask is None:
+            mask = create_bidirectional_mask(
+                config=self.config,
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                and_mask_function=None if window is None else local_window(window, causal=False),
+                allow_is_bidirectional_skip=not output_attentions,
+            )
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
@@ -483,14 +555,17 @@ class VanillaTransformerDecoder(TransformerStack):
         inputs_embeds, hidden_states = self.embed(input_ids, inputs_embeds, past_length)
 
         window = self.config.attention_window
-        self_attn_mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            past_key_values=past_key_values.self_attention_cache if past_key_values is not None else None,
-            and_mask_function=None if window is None else local_window(window, causal=True),
-            allow_is_causal_skip=not output_attentions,
-        )
+        self_attn_mask = local_window_mask(self.config, attention_mask, causal=True,
+                                           output_attentions=output_attentions, cached=past_key_values is not None)
+        if self_attn_mask is None:
+            self_attn_mask = create_causal_mask(
+                config=self.config,
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                past_key_values=past_key_values.self_attention_cache if past_key_values is not None else None,
+                and_mask_function=None if window is None else local_window(window, causal=True),
+                allow_is_causal_skip=not output_attentions,
+            )
         cross_attn_mask = create_bidirectional_mask(
             config=self.config,
             inputs_embeds=inputs_embeds,

@@ -200,3 +200,20 @@ def test_collate_pads_sources_with_pad_and_labels_with_ignore_index():
     assert batch["labels"].tolist() == [[10, 2, -100, -100], [11, 12, 13, 2]]
     assert train.count_items(batch) == 6 and train.count_tokens(batch) == 11
     assert torch.equal(train.collate({"input_ids": [[5, 2]], "labels": [1]}, [0], 0)["labels"], torch.tensor([1]))
+
+
+def test_hub_dataset_ids_map_splits_and_columns_to_the_task_fields(monkeypatch):
+    """Offline, `datasets.load_dataset` is replaced by a stand-in that returns what the Hub dataset holds."""
+    import datasets
+
+    requested = []
+
+    def fake_load_dataset(dataset_id, split):
+        requested.append((dataset_id, split))
+        return datasets.Dataset.from_dict({"id": ["1", "2"], "email_body": ["Hi, lunch at noon?", "x"],
+                                           "subject_line": ["lunch", ""]})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    records = load_records(get_task("aeslc"), "Yale-LILY/aeslc", "dev")
+    assert requested == [("Yale-LILY/aeslc", "validation")]
+    assert [(r["source"], r["target"]) for r in records] == [("Hi, lunch at noon?", "lunch")]  # empty target dropped

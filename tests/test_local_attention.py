@@ -1,0 +1,66 @@
+"""Blocked local attention (linear in length) computes exactly what the full matrix with the local mask
+computes: same outputs and gradients, with padding, causal or not, for windows small and large."""
+
+import pytest
+import torch
+
+from conftest import padded_batch, tiny_seq2seq
+from vanilla_transformer.modeling.modeling_vanilla_transformer import (
+    LocalWindowMask,
+    blocked_local_attention,
+    eager_attention_forward,
+)
+
+
+def full_local_mask(length, window, causal, key_padding):
+    q = torch.arange(length)[:, None]
+    k = torch.arange(length)[None, :]
+    allowed = ((q - k >= 0) & (q - k <= window)) if causal else (q - k).abs() <= window
+    return allowed[None, None] & key_padding.bool()[:, None, None, :]  # (B, 1, L, L)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("window,length", [(0, 7), (1, 9), (3, 10), (4, 16), (5, 3), (64, 37)])
+def test_blocked_equals_masked_full_attention(window, length, causal):
+    generator = torch.Generator().manual_seed(length * 10 + window)
+    q, k, v = (torch.randn(2, 3, length, 8, generator=generator, requires_grad=True) for _ in range(3))
+    key_padding = torch.ones(2, length, dtype=torch.long)
+    key_padding[1, length - max(1, length // 3):] = 0  # the second sequence ends in padding
+    module = torch.nn.Module().eval()
+
+    blocked, _ = blocked_local_attention(module, q, k, v, LocalWindowMask(window, causal, key_padding), scaling=0.3)
+    full, _ = eager_attention_forward(module, q, k, v, full_local_mask(length, window, causal, key_padding), scaling=0.3)
+    torch.testing.assert_close(blocked, full, rtol=1e-5, atol=1e-6)
+
+    grad_output = torch.randn(blocked.shape, generator=generator)
+    blocked_grads = torch.autograd.grad(blocked, (q, k, v), grad_output)
+    full_grads = torch.autograd.grad(full, (q, k, v), grad_output)
+    for mine, reference in zip(blocked_grads, full_grads):
+        torch.testing.assert_close(mine, reference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("window", [1, 2, 5])
+def test_model_with_blocked_local_attention_equals_the_full_mask_path(window):
+    """output_attentions=True takes the full-matrix path; without it, the blocked one."""
+    model = tiny_seq2seq("eager", attention_window=window)
+    input_ids, attention_mask, labels = padded_batch()
+    blocked = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+    full = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, output_attentions=True)
+    real = attention_mask.bool()
+    torch.testing.assert_close(blocked.encoder_last_hidden_state[real], full.encoder_last_hidden_state[real],
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(blocked.logits, full.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(blocked.loss, full.loss)
+
+
+def test_blocked_local_attention_memory_grows_linearly():
+    """The score tensor of a block holds w x 3w entries, not L x L: checked through the saved activations."""
+    sizes = {}
+    for length in (256, 1024):
+        q = torch.randn(1, 1, length, 8, requires_grad=True)
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            blocked_local_attention(torch.nn.Module(), q, q, q, LocalWindowMask(8, False, None), scaling=1.0)
+        sizes[length] = max(saved)
+    assert sizes[1024] <= 4 * sizes[256] + 64  # linear: 4x the length, at most 4x the largest tensor
+    assert sizes[1024] < 1024 * 1024 / 10

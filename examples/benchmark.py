@@ -1,0 +1,320 @@
+"""Speed and memory of our model against transformers' MarianMTModel and BartForConditionalGeneration built
+at exactly the same size from a config (no download), measured in the same run, printed as ratios.
+
+    .venv/bin/python examples/benchmark.py                 # the full benchmark (about 15 minutes on 2 CPU cores)
+    .venv/bin/python examples/benchmark.py --quick         # tiny sizes, one repetition: checks the script runs
+
+Measured, for each model: training tokens/s (forward + backward + AdamW step) in float32 and under bf16
+autocast; greedy and 4-beam generation in ms per generated token (exactly --new-tokens tokens); peak memory
+of training (peak RSS of a fresh process on a CPU, max allocated on a GPU); model FLOPs utilisation against
+the measured matrix-multiply ceiling of the same machine and precision. Then an encoder length sweep,
+global attention against local attention in blocks (window 64): time and peak memory per length, with a
+log-log plot. Results go to --output (JSON) and the terminal.
+
+FLOP formula (per training step = 3 x forward, the backward pass costing twice the forward):
+  forward = 2 * sum over matrix multiplies of (rows x inner x columns)
+          = 2 * [ B*S * L_enc * (4 d^2 + 2 d f)                       encoder projections and FFN
+                + B*T * L_dec * (6 d^2 + 2 d f) + B*S * L_dec * 2 d^2   decoder (self q,k,v,o; cross q,o; FFN) + cross k,v
+                + B*T * d * V ]                                        output projection
+          + 4 * B * d * (L_enc * S^2 + L_dec * (T^2 + T*S))             attention scores and weighted sums
+with batch B, source length S, target length T, width d, FFN width f, vocabulary V. Causal masking is not
+discounted (the kernels compute the full square).
+"""
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import BartConfig, BartForConditionalGeneration, MarianConfig, MarianMTModel
+
+from vanilla_transformer.configuration import VanillaTransformerConfig
+from vanilla_transformer.modeling import VanillaTransformerForConditionalGeneration
+
+SIZES = {
+    "small": dict(vocab=8000, d_model=256, heads=4, ffn=1024, layers=3, batch=32, source=32, target=32),
+    "base": dict(vocab=8000, d_model=512, heads=8, ffn=2048, layers=6, batch=32, source=32, target=32),
+    "quick": dict(vocab=300, d_model=32, heads=2, ffn=64, layers=1, batch=4, source=8, target=8),
+}
+
+
+def build(name: str, size: dict, max_positions: int = 512) -> torch.nn.Module:
+    """Ours, Marian or BART at identical dimensions: post-LN (BART: post-LN too), ReLU, tied embeddings."""
+    common = dict(vocab_size=size["vocab"], d_model=size["d_model"], encoder_layers=size["layers"],
+                  decoder_layers=size["layers"], max_position_embeddings=max_positions, pad_token_id=0,
+                  bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, dropout=0.1, attention_dropout=0.0)
+    if name == "ours":
+        config = VanillaTransformerConfig(**common, num_attention_heads=size["heads"], ffn_dim=size["ffn"])
+        return VanillaTransformerForConditionalGeneration(config)
+    per_stack = dict(encoder_attention_heads=size["heads"], decoder_attention_heads=size["heads"],
+                     encoder_ffn_dim=size["ffn"], decoder_ffn_dim=size["ffn"], activation_function="relu",
+                     activation_dropout=0.0, scale_embedding=True, tie_word_embeddings=True)
+    if name == "marian":
+        return MarianMTModel(MarianConfig(**common, **per_stack, share_encoder_decoder_embeddings=True))
+    return BartForConditionalGeneration(BartConfig(**common, **per_stack))
+
+
+def training_flops(size: dict) -> float:
+    b, s, t, d, f, v, n = (size[k] for k in ("batch", "source", "target", "d_model", "ffn", "vocab", "layers"))
+    matmul = b * s * n * (4 * d * d + 2 * d * f) + b * t * n * (6 * d * d + 2 * d * f) + b * s * n * 2 * d * d
+    matmul += b * t * d * v
+    attention = 4 * b * d * (n * s * s + n * (t * t + t * s))
+    return 3 * (2 * matmul + attention)
+
+
+def batch_for(size: dict, seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    source = torch.randint(4, size["vocab"], (size["batch"], size["source"]), generator=generator)
+    target = torch.randint(4, size["vocab"], (size["batch"], size["target"]), generator=generator)
+    return {"input_ids": source, "attention_mask": torch.ones_like(source), "labels": target}
+
+
+def device_autocast(device: str, bf16: bool):
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=bf16)
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_time(step, repeats: int, warmup: int, device: str) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        started = time.perf_counter()
+        step()
+        synchronize(device)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def training_step_fn(model, batch, device: str, bf16: bool):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+
+    def step():
+        with device_autocast(device, bf16):
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def measure_training(name, size, device, bf16, repeats, warmup, compile_model=False) -> dict:
+    torch.manual_seed(0)
+    model = build(name, size).to(device)
+    if compile_model:
+        model = torch.compile(model)
+    batch = {k: v.to(device) for k, v in batch_for(size).items()}
+    seconds = median_time(training_step_fn(model, batch, device, bf16), repeats, warmup, device)
+    tokens = size["batch"] * (size["source"] + size["target"])
+    return {"seconds_per_step": seconds, "tokens_per_second": tokens / seconds,
+            "flops_per_second": training_flops(size) / seconds}
+
+
+def measure_generation(name, size, device, bf16, num_beams, new_tokens, repeats, warmup) -> dict:
+    torch.manual_seed(0)
+    model = build(name, size).to(device).eval()
+    batch = batch_for({**size, "batch": 8})
+    inputs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
+
+    def step():
+        with torch.no_grad(), device_autocast(device, bf16):
+            generated = model.generate(**inputs, num_beams=num_beams, min_new_tokens=new_tokens,
+                                       max_new_tokens=new_tokens, do_sample=False, early_stopping=False)
+        assert generated.shape[1] == new_tokens + 1, generated.shape
+
+    return {"ms_per_token": 1000 * median_time(step, repeats, warmup, device) / new_tokens}
+
+
+def matmul_ceiling(device: str, dtype: torch.dtype, n: int, repeats: int) -> float:
+    """FLOP/s of a large square matrix multiply: the ceiling the model's matrix multiplies are held against."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    seconds = median_time(lambda: a @ b, repeats, 2, device)
+    return 2 * n**3 / seconds
+
+
+# ---------------------------------------------------------------------------------------------------
+# Peak memory: each measurement in a fresh process (on a CPU, RSS is the only honest peak)
+# ---------------------------------------------------------------------------------------------------
+
+
+def peak_memory_child(spec: dict) -> dict:
+    device = spec["device"]
+    if spec["kind"] == "training":
+        size = spec["size"]
+        torch.manual_seed(0)
+        model = build(spec["model"], size).to(device)
+        batch = {k: v.to(device) for k, v in batch_for(size).items()}
+        step = training_step_fn(model, batch, device, spec["bf16"])
+    else:  # one encoder forward + backward at a length
+        size, length = spec["size"], spec["length"]
+        config = VanillaTransformerConfig(vocab_size=size["vocab"], d_model=size["d_model"], encoder_layers=size["layers"],
+                                          decoder_layers=1, num_attention_heads=size["heads"], ffn_dim=size["ffn"],
+                                          max_position_embeddings=length, attention_window=spec["window"], dropout=0.0)
+        torch.manual_seed(0)
+        encoder = VanillaTransformerForConditionalGeneration(config).get_encoder().to(device)
+        input_ids = torch.randint(4, size["vocab"], (1, length), device=device)
+
+        def step():
+            with device_autocast(device, spec["bf16"]):
+                hidden = encoder(input_ids=input_ids).last_hidden_state
+            hidden.float().sum().backward()
+
+    before = current_peak(device, reset=True)
+    seconds = median_time(step, spec["repeats"], 1, device)
+    return {"peak_bytes": current_peak(device) - before, "seconds": seconds}
+
+
+def current_peak(device: str, reset: bool = False) -> int:
+    if device == "cuda":
+        if reset:
+            torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.max_memory_allocated()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+def in_fresh_process(spec: dict) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"measurement {spec} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def plot_sweep(sweep: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for label in sorted({row["attention"] for row in sweep}):
+        rows = [row for row in sweep if row["attention"] == label]
+        lengths = [row["length"] for row in rows]
+        time_axis.loglog(lengths, [row["seconds"] for row in rows], "o-", label=label)
+        memory_axis.loglog(lengths, [row["peak_bytes"] / 2**20 for row in rows], "o-", label=label)
+    time_axis.set(xlabel="sequence length", ylabel="seconds (forward + backward)", title="encoder time")
+    memory_axis.set(xlabel="sequence length", ylabel="peak MiB", title="encoder peak memory")
+    time_axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (CI)")
+    parser.add_argument("--size", choices=["small", "base"], default=None,
+                        help="default: small on a CPU; small and base on a GPU")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--lengths", default="128,256,512,1024,2048,4096,8192")
+    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--compile", action="store_true", help="also measure ours under torch.compile")
+    parser.add_argument("--output", default="outputs/benchmark.json")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(peak_memory_child(json.loads(args.child))))
+        return 0
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    repeats, warmup, new_tokens = (1, 1, 4) if args.quick else (args.repeats, 2, args.new_tokens)
+    size_names = ["quick"] if args.quick else [args.size] if args.size else (["small", "base"] if device == "cuda"
+                                                                            else ["small"])
+    lengths = [int(n) for n in ("64" if args.quick else args.lengths).split(",")]
+    window = 4 if args.quick else args.window
+    results = {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+               "threads": torch.get_num_threads(), "torch": torch.__version__, "sizes": {}, "sweep": []}
+    ceiling_n = 256 if args.quick else 4096 if device == "cuda" else 2048
+    results["matmul_ceiling_flops"] = {
+        "float32": matmul_ceiling(device, torch.float32, ceiling_n, repeats),
+        "bfloat16": matmul_ceiling(device, torch.bfloat16, ceiling_n, repeats),
+    }
+    print(f"device {results['device']}; matmul ceiling float32 {results['matmul_ceiling_flops']['float32'] / 1e9:.0f}, "
+          f"bfloat16 {results['matmul_ceiling_flops']['bfloat16'] / 1e9:.0f} GFLOP/s")
+
+    for size_name in size_names:
+        size = SIZES[size_name]
+        table = {}
+        models = ["ours", "marian", "bart"]
+        for name in models:
+            row = {}
+            for precision, bf16 in [("float32", False), ("bf16", True)]:
+                if device == "cuda" and size_name == "base" and not bf16:
+                    continue
+                training = measure_training(name, size, device, bf16, repeats, warmup)
+                ceiling = results["matmul_ceiling_flops"]["bfloat16" if bf16 else "float32"]
+                row[f"train_tokens_per_second_{precision}"] = training["tokens_per_second"]
+                row[f"mfu_{precision}"] = training["flops_per_second"] / ceiling
+            row["greedy_ms_per_token"] = measure_generation(name, size, device, False, 1, new_tokens, repeats, warmup)[
+                "ms_per_token"]
+            row["beam4_ms_per_token"] = measure_generation(name, size, device, False, 4, new_tokens, repeats, warmup)[
+                "ms_per_token"]
+            memory = in_fresh_process({"kind": "training", "model": name, "size": size, "device": device,
+                                       "bf16": False, "repeats": 2})
+            row["train_peak_bytes_float32"] = memory["peak_bytes"]
+            row["parameters"] = sum(p.numel() for p in build(name, size).parameters() if p.requires_grad)
+            table[name] = row
+            print(f"[{size_name}] {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()))
+        if args.compile:
+            for precision, bf16 in [("float32", False), ("bf16", True)]:
+                compiled = measure_training("ours", size, device, bf16, repeats, warmup + 2, compile_model=True)
+                table["ours"][f"train_tokens_per_second_{precision}_compiled"] = compiled["tokens_per_second"]
+        ratios = {}
+        for reference in ("marian", "bart"):
+            for key, value in table["ours"].items():
+                if key in table[reference] and key != "parameters" and not key.startswith("mfu"):
+                    lower_is_better = "ms_per_token" in key or "bytes" in key
+                    numerator, denominator = (table[reference][key], value) if lower_is_better else (
+                        value, table[reference][key])
+                    ratios[f"{key} vs {reference}"] = numerator / denominator if denominator else None
+        if "train_tokens_per_second_bf16" in table["ours"] and "train_tokens_per_second_float32" in table["ours"]:
+            ratios["ours bf16 vs ours float32"] = (table["ours"]["train_tokens_per_second_bf16"]
+                                                   / table["ours"]["train_tokens_per_second_float32"])
+        results["sizes"][size_name] = {"dimensions": size, "models": table, "ratios (>1: ours better)": ratios}
+        for key, value in ratios.items():
+            print(f"[{size_name}] {key}: " + (f"{value:.2f}x" if value is not None else "n/a (too small to measure)"))
+
+    sweep_size = SIZES["quick" if args.quick else "small"]
+    for length in lengths:
+        for label, attention_window in [("global", None), (f"local w={window}", window)]:
+            row = in_fresh_process({"kind": "encoder", "size": sweep_size, "length": length, "window": attention_window,
+                                    "device": device, "bf16": False, "repeats": repeats})
+            results["sweep"].append({"attention": label, "length": length, **row})
+            print(f"encoder length {length:5d} {label:>12}: {row['seconds'] * 1000:9.1f} ms, "
+                  f"{row['peak_bytes'] / 2**20:8.1f} MiB")
+    longest = [row for row in results["sweep"] if row["length"] == lengths[-1]]
+    if len(longest) == 2:
+        global_row, local_row = longest
+        results["sweep_ratios_at_longest"] = {"length": lengths[-1],
+                                              "speed": global_row["seconds"] / local_row["seconds"],
+                                              "memory": global_row["peak_bytes"] / max(local_row["peak_bytes"], 1)}
+        print(f"local vs global at {lengths[-1]}: {results['sweep_ratios_at_longest']['speed']:.2f}x faster, "
+              f"{results['sweep_ratios_at_longest']['memory']:.2f}x less peak memory")
+
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    results["command"] = " ".join(["examples/benchmark.py", *(argv if argv is not None else sys.argv[1:])])
+    output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    plot_sweep(results["sweep"], output.with_suffix(".png"))
+    print(f"wrote {output} and {output.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""The benchmark script runs end to end in its quick mode (tiny sizes, one repetition), so it cannot rot.
+Timings are not judged here: they are ratios printed by the script on a quiet machine."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "benchmark.py"
+
+
+def test_benchmark_quick_mode_writes_every_measurement(tmp_path):
+    output = tmp_path / "benchmark.json"
+    subprocess.run([sys.executable, str(SCRIPT), "--quick", "--output", str(output)], check=True,
+                   capture_output=True, text=True)
+    results = json.loads(output.read_text())
+    models = results["sizes"]["quick"]["models"]
+    assert set(models) == {"ours", "marian", "bart"}
+    for row in models.values():
+        assert row["train_tokens_per_second_float32"] > 0 and row["train_tokens_per_second_bf16"] > 0
+        assert row["greedy_ms_per_token"] > 0 and row["beam4_ms_per_token"] > 0 and 0 < row["mfu_float32"] < 1
+    # same size: Marian differs only by its attention biases (ours has none, as in the paper)
+    assert models["ours"]["parameters"] <= models["marian"]["parameters"] <= 1.02 * models["ours"]["parameters"]
+    assert {row["attention"] for row in results["sweep"]} == {"global", "local w=4"}
+    assert output.with_suffix(".png").stat().st_size > 0

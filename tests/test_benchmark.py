@@ -15,7 +15,7 @@ def test_benchmark_quick_mode_writes_every_measurement(tmp_path):
                    capture_output=True, text=True)
     results = json.loads(output.read_text())
     models = results["sizes"]["quick"]["models"]
-    assert set(models) == {"ours", "marian", "bart"}
+    assert set(models) == {"ours", "ours-eager", "marian", "bart"}
     for row in models.values():
         assert row["train_tokens_per_second_float32"] > 0 and row["train_tokens_per_second_bf16"] > 0
         assert row["greedy_ms_per_token"] > 0 and row["beam4_ms_per_token"] > 0 and 0 < row["mfu_float32"] < 1

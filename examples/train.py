@@ -407,10 +407,11 @@ def train(args: argparse.Namespace) -> dict:
             step_loss = torch.zeros((), device=accelerator.device, dtype=torch.float64)
             for a, batch in enumerate(micro):
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                last = a == len(micro) - 1
-                with accelerator.no_sync(model) if not last else contextlib.nullcontext(), accelerator.autocast():
-                    loss = model(**batch, num_items_in_batch=items_per_process).loss
-                accelerator.backward(loss)
+                last = a == len(micro) - 1  # processes exchange gradients once, after the last micro-batch
+                with accelerator.no_sync(model) if not last else contextlib.nullcontext():
+                    with accelerator.autocast():
+                        loss = model(**batch, num_items_in_batch=items_per_process).loss
+                    accelerator.backward(loss)
                 step_loss += loss.detach().double() / accelerator.num_processes
             step_loss = accelerator.reduce(step_loss, reduction="sum").item()
             if not math.isfinite(step_loss):

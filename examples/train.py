@@ -273,7 +273,7 @@ def plot_learning_curves(history: list[dict], main_metric: str, path: Path) -> N
     figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axis.plot([h["step"] for h in train], [h["train_loss"] for h in train], label="training")
     loss_axis.plot([h["step"] for h in valid], [h["valid_loss"] for h in valid], "o-", label="validation")
-    loss_axis.set(xlabel="step", ylabel="loss (label-smoothed)", title="loss")
+    loss_axis.set(xlabel="step", ylabel="loss", title="loss (seq2seq: label-smoothed, per target token)")
     loss_axis.legend()
     metric_axis.plot([h["step"] for h in valid], [h[main_metric] for h in valid], "o-")
     metric_axis.set(xlabel="step", ylabel=main_metric, title=f"validation {main_metric}")

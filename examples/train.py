@@ -129,13 +129,6 @@ def tokenize_records(records: list[dict], tokenizer, task: Task) -> dict:
     return {"input_ids": dataset["input_ids"], "labels": dataset["labels"]}
 
 
-def example_lengths(data: dict) -> np.ndarray:
-    source = np.array([len(ids) for ids in data["input_ids"]])
-    if isinstance(data["labels"][0], list):
-        return source + np.array([len(ids) for ids in data["labels"]])
-    return source
-
-
 def length_grouped_batches(data: dict, max_tokens: int, seed: int, epoch: int) -> list[list[int]]:
     """Shuffle, sort by length within pools of many batches, cut into batches of at most `max_tokens` padded
     tokens, shuffle the batches. A pure function of (seed, epoch): a resumed run sees the same order."""

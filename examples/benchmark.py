@@ -6,7 +6,8 @@ at exactly the same size from a config (no download), measured in the same run, 
 
 Measured, for each model: training tokens/s (forward + backward + AdamW step) in float32 and under bf16
 autocast; greedy and 4-beam generation in ms per generated token (exactly --new-tokens tokens); peak memory
-of training (peak RSS of a fresh process on a CPU, max allocated on a GPU); model FLOPs utilisation against
+of training (in a fresh process: on a CPU the peak resident set above the one before the first step, on a
+GPU the allocator's peak); model FLOPs utilisation against
 the measured matrix-multiply ceiling of the same machine and precision. Then an encoder length sweep,
 global attention against local attention in blocks (window 64): time and peak memory per length, with a
 log-log plot. Results go to --output (JSON) and the terminal.
@@ -24,7 +25,6 @@ discounted (the kernels compute the full square).
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from transformers import BartConfig, BartForConditionalGeneration, MarianConfig, MarianMTModel
 
+from peak_memory import peak_memory_since, start_peak_memory
 from vanilla_transformer.configuration import VanillaTransformerConfig
 from vanilla_transformer.modeling import VanillaTransformerForConditionalGeneration
 
@@ -173,17 +174,9 @@ def peak_memory_child(spec: dict) -> dict:
                 hidden = encoder(input_ids=input_ids).last_hidden_state
             hidden.float().sum().backward()
 
-    before = current_peak(device, reset=True)
+    start = start_peak_memory(device)
     seconds = median_time(step, spec["repeats"], 1, device)
-    return {"peak_bytes": current_peak(device) - before, "seconds": seconds}
-
-
-def current_peak(device: str, reset: bool = False) -> int:
-    if device == "cuda":
-        if reset:
-            torch.cuda.reset_peak_memory_stats()
-        return torch.cuda.max_memory_allocated()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+    return {"peak_bytes": peak_memory_since(start, device), "seconds": seconds}
 
 
 def in_fresh_process(spec: dict) -> dict:

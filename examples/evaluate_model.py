@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
+from baselines import METADATA, load_model
 from evaluation import evaluate_records
 from tasks import DataError, get_task, load_records
 
@@ -39,8 +40,11 @@ def main(argv=None) -> int:
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    model_class = AutoModelForSequenceClassification if task.head == "classification" else AutoModelForSeq2SeqLM
-    model = model_class.from_pretrained(args.model, trust_remote_code=True)
+    if (Path(args.model) / METADATA).exists():  # a baseline trained by train.py --baseline
+        model = load_model(args.model, task)
+    else:
+        model_class = AutoModelForSequenceClassification if task.head == "classification" else AutoModelForSeq2SeqLM
+        model = model_class.from_pretrained(args.model, trust_remote_code=True)
     tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)

@@ -37,7 +37,9 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_inverse_sqrt_schedule
 
+from baselines import build_baseline, from_hub, is_hub_id, load_model
 from evaluation import evaluate_records
+from peak_memory import peak_memory_since, start_peak_memory
 from tasks import DataError, Task, get_task, load_records
 from vanilla_transformer.configuration import VanillaTransformerConfig
 from vanilla_transformer.modeling import (
@@ -64,6 +66,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--eval-splits", nargs="*", default=None,
                         help="splits scored at the end with the best model (default: the validation split)")
     group = parser.add_argument_group("model (defaults: the task's; see examples/tasks.py)")
+    group.add_argument("--baseline", default="ours",
+                       help="ours, or an architecture to compare with, built at our size and trained from scratch "
+                       "(t5, gpt2, bert, lstm; see examples/baselines.py), or a Hub model id / model folder to "
+                       "fine-tune with its own tokenizer")
     group.add_argument("--vocab-size", type=int, help="BPE vocabulary size, trained on the training split")
     group.add_argument("--config-overrides", default="",
                        help="VanillaTransformerConfig fields, e.g. 'd_model=512,encoder_layers=6,dropout=0.3'")
@@ -82,6 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     group.add_argument("--keep-checkpoints", type=int, default=2)
     group.add_argument("--eval-every", type=int, default=500, help="validation every N steps (0: only at the end)")
     group.add_argument("--eval-max-records", type=int, default=None, help="validate on the first N records only")
+    group.add_argument("--final-eval-max-records", type=int, default=None,
+                       help="score the --eval-splits at the end on their first N records only (default: all)")
     group.add_argument("--log-every", type=int, default=50)
     group.add_argument("--max-train-records", type=int, default=None, help="use the first N training records")
     args = parser.parse_args(argv)
@@ -122,8 +130,11 @@ def tokenize_records(records: list[dict], tokenizer, task: Task) -> dict:
         encoded = tokenizer(batch["source"], truncation=True, max_length=task.max_source_length)
         if task.head == "classification":
             return {"input_ids": encoded["input_ids"], "labels": batch["target"]}
-        targets = tokenizer(batch["target"], truncation=True, max_length=task.max_target_length)
-        return {"input_ids": encoded["input_ids"], "labels": targets["input_ids"]}
+        targets = tokenizer(batch["target"], truncation=True, max_length=task.max_target_length)["input_ids"]
+        # Generation learns to stop only from a final end-of-sequence token (GPT-2's tokenizer appends none).
+        eos = tokenizer.eos_token_id
+        targets = [ids if ids[-1:] == [eos] else ids[: task.max_target_length - 1] + [eos] for ids in targets]
+        return {"input_ids": encoded["input_ids"], "labels": targets}
 
     dataset = dataset.map(encode, batched=True, remove_columns=["source", "target"])
     return {"input_ids": dataset["input_ids"], "labels": dataset["labels"]}
@@ -299,11 +310,11 @@ def build_model(task: Task, tokenizer, args):
 
 
 @torch.no_grad()
-def validation_loss(model, data: dict, accelerator: Accelerator, max_tokens: int) -> float:
+def validation_loss(model, data: dict, accelerator: Accelerator, max_tokens: int, pad_token_id: int) -> float:
     model.eval()
     total, items = 0.0, 0
     for indices in length_grouped_batches(data, max_tokens, seed=0, epoch=0):
-        batch = {k: v.to(accelerator.device) for k, v in collate(data, indices, model.config.pad_token_id).items()}
+        batch = {k: v.to(accelerator.device) for k, v in collate(data, indices, pad_token_id).items()}
         n = count_items(batch)
         with accelerator.autocast():
             total += model(**batch, num_items_in_batch=1).loss.item()
@@ -314,7 +325,7 @@ def validation_loss(model, data: dict, accelerator: Accelerator, max_tokens: int
 def validate(model, tokenizer, task, records, data, accelerator, args) -> dict:
     """Loss and the task's metric (greedy decoding, for speed) on the validation split; main process only."""
     model = accelerator.unwrap_model(model)
-    metrics = {"valid_loss": validation_loss(model, data, accelerator, args.max_tokens)}
+    metrics = {"valid_loss": validation_loss(model, data, accelerator, args.max_tokens, tokenizer.pad_token_id)}
     scores, _ = evaluate_records(model, tokenizer, task, records, num_beams=1, autocast=accelerator.autocast)
     metrics.update({k: v for k, v in scores.items() if not isinstance(v, str)})
     model.train()
@@ -338,7 +349,10 @@ def train(args: argparse.Namespace) -> dict:
     train_records = load_records(task, args.data, "train")[: args.max_train_records]
     valid_records = load_records(task, args.data, task.validation_split)[: args.eval_max_records]
     tokenizer_dir = output_dir / "tokenizer"
-    if args.resume and tokenizer_dir.exists():
+    pretrained = None
+    if is_hub_id(args.baseline):
+        pretrained, tokenizer = from_hub(args.baseline, task, label_smoothing=0.1)
+    elif args.resume and tokenizer_dir.exists():
         tokenizer = VanillaTransformerTokenizer.from_pretrained(tokenizer_dir)
     else:
         texts = [r["source"] for r in train_records]
@@ -351,7 +365,12 @@ def train(args: argparse.Namespace) -> dict:
     train_data = tokenize_records(train_records, tokenizer, task)
     valid_data = tokenize_records(valid_records, tokenizer, task)
 
-    model = build_model(task, tokenizer, args)
+    model, size_knob = pretrained, {}
+    if model is None:
+        model = build_model(task, tokenizer, args)
+        if args.baseline != "ours":  # the same task, tokenizer and data, another architecture at our size
+            model, size_knob = build_baseline(args.baseline, model, task, tokenizer,
+                                              label_smoothing=model.config.label_smoothing)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9)  # Section 5.3
     scheduler = get_inverse_sqrt_schedule(optimizer, num_warmup_steps=args.warmup_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
@@ -368,15 +387,17 @@ def train(args: argparse.Namespace) -> dict:
     hyperparameters = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
     accelerator.init_trackers("tensorboard", config=hyperparameters)
     unwrapped = accelerator.unwrap_model(model)
-    logger.info("task %s: %d training records, %d validation; %s parameters; vocabulary %d; %d process(es)",
-                task.name, len(train_records), len(valid_records), f"{unwrapped.num_parameters():,}",
-                len(tokenizer), accelerator.num_processes)
+    logger.info("task %s, model %s%s: %d training records, %d validation; %s parameters; vocabulary %d; "
+                "%d process(es)", task.name, args.baseline, f" {size_knob}" if size_knob else "",
+                len(train_records), len(valid_records), f"{unwrapped.num_parameters():,}", len(tokenizer),
+                accelerator.num_processes)
 
     micro_batches_per_step = accelerator.num_processes * args.gradient_accumulation_steps
     max_steps = args.max_steps or math.inf
     bar = tqdm(total=None if max_steps == math.inf else max_steps, initial=progress.step,
                disable=not accelerator.is_main_process, desc="training")
     model.train()
+    memory_start = start_peak_memory(accelerator.device)
     done = progress.step >= max_steps
     while not done:
         batches = length_grouped_batches(train_data, args.max_tokens, args.seed, progress.epoch)
@@ -446,6 +467,7 @@ def train(args: argparse.Namespace) -> dict:
             progress.epoch += 1
             progress.batch_in_epoch = 0
     bar.close()
+    peak_memory = peak_memory_since(memory_start, accelerator.device)
 
     if not progress.history or progress.history[-1].get("step") != progress.step or task.main_metric not in \
             progress.history[-1]:
@@ -456,7 +478,8 @@ def train(args: argparse.Namespace) -> dict:
 
     results = None
     if accelerator.is_main_process:
-        results = finish(args, task, tokenizer, accelerator, progress, started, commit)
+        results = finish(args, task, tokenizer, accelerator, progress, started, commit,
+                         {"peak_memory_bytes": peak_memory, "size_knob": size_knob})
     accelerator.wait_for_everyone()
     return results
 
@@ -465,7 +488,7 @@ def run_validation(model, tokenizer, task, records, data, accelerator, args, pro
     """Validate on the main process; keep the model folder of the best score so far in output_dir/best."""
     if accelerator.is_main_process:
         metrics = validate(model, tokenizer, task, records, data, accelerator, args)
-        record = {"step": progress.step, **metrics}
+        record = {"step": progress.step, "train_seconds": progress.train_seconds, **metrics}
         if progress.history and progress.history[-1]["step"] == progress.step:
             progress.history[-1].update(record)
         else:
@@ -499,20 +522,20 @@ def save_model_folder(model, tokenizer, folder: Path) -> None:
     os.replace(partial, folder)
 
 
-def finish(args, task, tokenizer, accelerator, progress, started, commit) -> dict:
+def finish(args, task, tokenizer, accelerator, progress, started, commit, measurements: dict) -> dict:
     """Score the best model on the evaluation splits (beam search), write model/, results.json and the plot."""
     output_dir = Path(args.output_dir)
     model_dir = output_dir / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)
     shutil.copytree(output_dir / "best", model_dir)
-    model_class = (VanillaTransformerForSequenceClassification if task.head == "classification"
-                   else VanillaTransformerForConditionalGeneration)
-    model = model_class.from_pretrained(model_dir).to(accelerator.device)
+    model = load_model(model_dir, task).to(accelerator.device)
     evaluation = {}
     for split in args.eval_splits or [task.validation_split]:
-        records = load_records(task, args.data, split)
+        records = load_records(task, args.data, split)[: args.final_eval_max_records]
+        evaluation_started = time.time()
         scores, predictions = evaluate_records(model, tokenizer, task, records, autocast=accelerator.autocast)
+        scores["ms_per_record"] = 1000 * (time.time() - evaluation_started) / max(len(records), 1)
         evaluation[split] = scores
         with open(output_dir / f"predictions_{split}.txt", "w", encoding="utf-8") as f:
             f.writelines(f"{p}\n" for p in predictions)
@@ -520,6 +543,7 @@ def finish(args, task, tokenizer, accelerator, progress, started, commit) -> dic
                     ", ".join(f"{k} {v:.4g}" if not isinstance(v, str) else f"{k} {v}" for k, v in scores.items()))
     results = {
         "task": task.name,
+        "baseline": args.baseline,
         "data": str(args.data),
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv[0] else None,
         "commit": commit,
@@ -527,6 +551,8 @@ def finish(args, task, tokenizer, accelerator, progress, started, commit) -> dic
         "wall_seconds": time.time() - started,
         "train_seconds": progress.train_seconds,
         "tokens_per_second": progress.tokens / max(progress.train_seconds, 1e-9),
+        "train_tokens": progress.tokens,
+        **measurements,
         "steps": progress.step,
         "epochs": progress.epoch + (progress.batch_in_epoch > 0),
         "best_step": progress.best_step,

@@ -785,19 +785,24 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
         return output if return_dict is not False else output.to_tuple()
 
     def label_smoothed_loss(self, logits, labels, num_items_in_batch=None):
-        """Cross-entropy with label smoothing epsilon_ls = config.label_smoothing (Section 5.4), in float32."""
-        total = nn.functional.cross_entropy(
-            logits.float().view(-1, logits.shape[-1]),
-            labels.to(logits.device).view(-1),
-            ignore_index=-100,
-            reduction="sum",
-            label_smoothing=self.config.label_smoothing,
-        )
-        if num_items_in_batch is None:
-            num_items_in_batch = (labels != -100).sum()
-        if torch.is_tensor(num_items_in_batch):
-            num_items_in_batch = num_items_in_batch.to(total.device)
-        return total / num_items_in_batch
+        return label_smoothed_cross_entropy(logits, labels, self.config.label_smoothing, num_items_in_batch)
+
+
+def label_smoothed_cross_entropy(logits, labels, label_smoothing: float, num_items_in_batch=None) -> torch.Tensor:
+    """Cross-entropy with label smoothing epsilon_ls (Section 5.4), in float32, summed over the labelled
+    positions (label -100 is ignored) and divided by `num_items_in_batch` (default: their number)."""
+    total = nn.functional.cross_entropy(
+        logits.float().view(-1, logits.shape[-1]),
+        labels.to(logits.device).view(-1),
+        ignore_index=-100,
+        reduction="sum",
+        label_smoothing=label_smoothing,
+    )
+    if num_items_in_batch is None:
+        num_items_in_batch = (labels != -100).sum()
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(total.device)
+    return total / num_items_in_batch
 
 
 class VanillaTransformerForSequenceClassification(VanillaTransformerPreTrainedModel):
@@ -865,6 +870,8 @@ class VanillaTransformerForSequenceClassification(VanillaTransformerPreTrainedMo
 
 
 __all__ = [
+    "label_smoothed_cross_entropy",
+    "shift_tokens_right",
     "VanillaTransformerPreTrainedModel",
     "VanillaTransformerModel",
     "VanillaTransformerForConditionalGeneration",

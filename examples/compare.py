@@ -1,0 +1,85 @@
+"""Side by side: ours and the baselines of examples/baselines.py trained by train.py on one task, with the
+same tokenizer, data, number of steps (so the same training tokens), optimiser, schedule and decoding.
+
+    python examples/compare.py --task sst2 --data ../shared/data/sentiment/sst2 --seeds 0 1 2 \\
+        -- --epochs 2 --config-overrides d_model=128,encoder_layers=2,ffn_dim=512
+
+Everything after `--` goes to every train.py run. Each run is a fresh process (so that its peak memory is
+its own) writing to --output-dir/<task>/<model>-seed<N>; a run whose results.json exists is not repeated.
+The results.json of every run is copied to --results-dir/<task>/ (committed: the raw results), and the
+tables and plots in model_card.md are regenerated from everything in --results-dir (comparison_report.py).
+A --baseline may also be a Hub model id, to compare with pretrained checkpoints when online.
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from baselines import ARCHITECTURES
+from comparison_report import write_report
+
+TRAIN_SCRIPT = Path(__file__).resolve().parent / "train.py"
+
+
+def run_name(baseline: str, seed: int) -> str:
+    return f"{baseline.replace('/', '--')}-seed{seed}"
+
+
+def run_training(train_argv: list[str], in_process: bool) -> int:
+    if in_process:
+        import train
+
+        return train.main(train_argv)
+    return subprocess.run([sys.executable, str(TRAIN_SCRIPT), *train_argv]).returncode
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    train_args = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--baselines", nargs="+", default=list(ARCHITECTURES),
+                        help=f"architectures ({', '.join(ARCHITECTURES)}) or Hub model ids")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--output-dir", default="outputs/compare", help="run folders (checkpoints, models)")
+    parser.add_argument("--results-dir", default="results/comparison", help="the raw results.json of each run")
+    parser.add_argument("--model-card", default="model_card.md", help="where the tables go ('' to skip)")
+    parser.add_argument("--figures-dir", default="figures")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run train.py in this process (saves the start-up time of each run; used by the tests; "
+                        "the peak memory then includes what earlier runs left allocated)")
+    args = parser.parse_args(argv)
+
+    results_dir = Path(args.results_dir) / args.task
+    results_dir.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for seed in args.seeds:
+        for baseline in args.baselines:
+            name = run_name(baseline, seed)
+            output = Path(args.output_dir) / args.task / name
+            if not (output / "results.json").exists():
+                train_argv = ["--task", args.task, "--data", args.data, "--output-dir", str(output),
+                              "--baseline", baseline, "--seed", str(seed), *train_args]
+                print(f"[compare] {name}: train.py {' '.join(train_argv)}", flush=True)
+                started = time.time()
+                if run_training(train_argv, args.in_process) != 0:
+                    failed.append(name)
+                    continue
+                print(f"[compare] {name}: done in {time.time() - started:.0f} s", flush=True)
+            shutil.copy(output / "results.json", results_dir / f"{name}.json")
+    if args.model_card:
+        write_report(Path(args.results_dir), Path(args.model_card), Path(args.figures_dir))
+    if failed:
+        print(f"[compare] failed runs: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The side-by-side comparison: every baseline trains, saves, reloads and is scored by the same harness, and the
+wrappers compute what the wrapped transformers model computes."""
+
+import json
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
+
+from tiny_datasets import multi30k, sst2, train_arguments
+from vanilla_transformer.tokenization import VanillaTransformerTokenizer
+
+import baselines
+import compare
+import comparison_report
+import train
+from tasks import get_task
+
+# A wider FFN than the other tests' tiny model: with a vocabulary of 300, the embeddings would otherwise
+# outweigh everything else and no baseline could come within 10% of our parameter count.
+COMPARISON_MODEL = "d_model=32,encoder_layers=1,decoder_layers=1,num_attention_heads=2,ffn_dim=512,dropout=0.0"
+
+
+def tiny_train_arguments(*extra):
+    arguments = train_arguments("unused", "unused", "unused")[6:]  # everything but task, data, output
+    arguments[arguments.index("--config-overrides") + 1] = COMPARISON_MODEL
+    return arguments + list(extra)
+
+
+@pytest.mark.parametrize("task_name, write_data", [("multi30k-en-de", multi30k), ("sst2", sst2)])
+def test_every_baseline_runs_through_the_harness_and_the_report(task_name, write_data, tmp_path):
+    data = write_data(tmp_path / "data")
+    card = tmp_path / "model_card.md"
+    card.write_text("# Card\n\nkept text\n", encoding="utf-8")
+    argv = ["--task", task_name, "--data", str(data), "--output-dir", str(tmp_path / "runs"),
+            "--results-dir", str(tmp_path / "results"), "--model-card", str(card), "--figures-dir",
+            str(tmp_path / "figures"), "--in-process", "--", *tiny_train_arguments("--max-steps", "1")]
+    assert compare.main(argv) == 0
+
+    results = {path.stem: json.loads(path.read_text()) for path in (tmp_path / "results" / task_name).glob("*.json")}
+    assert sorted(results) == sorted(f"{b}-seed0" for b in baselines.ARCHITECTURES)
+    ours = results["ours-seed0"]["parameters"]
+    for name, result in results.items():
+        assert result["baseline"] == name.removesuffix("-seed0")
+        assert abs(result["parameters"] - ours) <= 0.1 * ours, name
+        assert result["steps"] == 1 and result["peak_memory_bytes"] >= 0
+        assert result["evaluation"][get_task(task_name).validation_split]["ms_per_record"] > 0
+
+    text = card.read_text(encoding="utf-8")
+    assert text.startswith("# Card\n\nkept text\n")
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(baselines.ARCHITECTURES)  # header + one row per model
+    assert (tmp_path / "figures" / f"comparison_{task_name}.png").stat().st_size > 0
+
+    # Regenerating replaces the section instead of appending a second one; a finished run is not repeated.
+    assert compare.main(argv) == 0
+    assert card.read_text(encoding="utf-8").count(comparison_report.BEGIN) == 1
+
+
+def test_mean_and_standard_deviation_over_seeds():
+    assert comparison_report.mean_std([80.0, 82.0, 84.0]) == "82.0 ± 2.0"
+    assert comparison_report.mean_std([81.25]) == "81.2"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    texts = [f"the {w} sleeps on the {v}" for w in ("cat", "dog", "bird") for v in ("mat", "sofa")] * 3
+    return VanillaTransformerTokenizer.train_from_iterator(texts, vocab_size=300)
+
+
+def gpt2_wrapper(tokenizer):
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2, n_inner=64,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=tokenizer.pad_token_id,
+                        eos_token_id=tokenizer.eos_token_id)
+    return baselines.wrap(GPT2LMHeadModel(config).eval(), "gpt2", get_task("multi30k-en-de"), tokenizer, 0.0)
+
+
+def seq2seq_batch(tokenizer):
+    batch = tokenizer(["the cat sleeps", "the dog sleeps on the sofa"], padding=True, return_tensors="pt")
+    labels = tokenizer(["the mat", "the bird sleeps"], padding=True, return_tensors="pt")["input_ids"]
+    batch["labels"] = labels.masked_fill(labels == tokenizer.pad_token_id, -100)
+    return batch
+
+
+def test_decoder_only_loss_covers_the_target_after_the_separator_only(tokenizer):
+    wrapper, batch = gpt2_wrapper(tokenizer), seq2seq_batch(tokenizer)
+    ours = wrapper(**batch).loss
+    # Reference: GPT-2's own loss on each "source <s> target" row, with the source positions masked out.
+    total, count = 0.0, 0
+    for ids, mask, target in zip(batch["input_ids"], batch["attention_mask"], batch["labels"]):
+        source, target = ids[mask.bool()], target[target != -100]
+        row = torch.cat([source, torch.tensor([tokenizer.bos_token_id]), target])[None]
+        labels = torch.cat([torch.full((len(source) + 1,), -100), target])[None]
+        total += wrapper.model(input_ids=row, labels=labels).loss * len(target)
+        count += len(target)
+    torch.testing.assert_close(ours, total / count)
+
+
+def test_decoder_only_generate_returns_the_continuation_of_source_and_separator(tokenizer):
+    wrapper, batch = gpt2_wrapper(tokenizer), seq2seq_batch(tokenizer)
+    generated = wrapper.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                 num_beams=1, max_new_tokens=4, min_new_tokens=4)
+    for row, (ids, mask) in enumerate(zip(batch["input_ids"], batch["attention_mask"])):
+        sequence = torch.cat([ids[mask.bool()], torch.tensor([tokenizer.bos_token_id])])[None]
+        for _ in range(4):  # greedy by hand, on the unpadded prompt
+            logits = wrapper.model(input_ids=sequence).logits[0, -1]
+            logits[tokenizer.eos_token_id] = float("-inf")  # min_new_tokens
+            sequence = torch.cat([sequence, logits.argmax().view(1, 1)], dim=1)
+        assert generated[row].tolist() == sequence[0, -4:].tolist()
+
+
+def test_seq2seq_wrapper_loss_equals_the_wrapped_models_own_loss(tokenizer):
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_heads=2, num_layers=1,
+                      num_decoder_layers=1, dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.bos_token_id)
+    model = T5ForConditionalGeneration(config).eval()
+    wrapper = baselines.wrap(model, "t5", get_task("multi30k-en-de"), tokenizer, label_smoothing=0.0)
+    batch = seq2seq_batch(tokenizer)
+    torch.testing.assert_close(wrapper(**batch).loss, model(**batch).loss)
+
+
+@pytest.mark.parametrize("architecture", [a for a in baselines.ARCHITECTURES if a != "ours"])
+@pytest.mark.parametrize("task_name", ["multi30k-en-de", "sst2"])
+def test_saved_baseline_reloads_with_the_same_outputs(architecture, task_name, tokenizer, tmp_path):
+    task = get_task(task_name)
+    args = train.parse_args(["--task", task_name, "--data", "unused", "--output-dir", "unused",
+                             "--config-overrides", COMPARISON_MODEL])
+    ours = train.build_model(task, tokenizer, args)
+    wrapper, _ = baselines.build_baseline(architecture, ours, task, tokenizer, label_smoothing=0.1)
+    wrapper.save_pretrained(tmp_path)
+    reloaded = baselines.load_model(tmp_path, task)
+    batch = seq2seq_batch(tokenizer)
+    if task.head == "classification":
+        batch["labels"] = torch.tensor([0, 1])
+    wrapper.eval(), reloaded.eval()
+    torch.testing.assert_close(reloaded(**batch).logits, wrapper(**batch).logits)
+    torch.testing.assert_close(reloaded(**batch).loss, wrapper(**batch).loss)
+
+
+def test_a_pretrained_checkpoint_is_fine_tuned_with_its_own_tokenizer(tokenizer, tmp_path):
+    """--baseline also takes a Hub id; a local folder takes the same path (no network here)."""
+    folder = tmp_path / "pretrained"
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_heads=2, num_layers=1,
+                      num_decoder_layers=1, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                      decoder_start_token_id=tokenizer.pad_token_id)
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    data = multi30k(tmp_path / "data")
+    assert train.main(train_arguments("multi30k-en-de", data, tmp_path / "run", "--max-steps", "1",
+                                      "--baseline", str(folder))) == 0
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert result["baseline"] == str(folder) and result["parameters"] == T5ForConditionalGeneration(config).num_parameters()
+    assert not (tmp_path / "run" / "tokenizer").exists()  # the checkpoint's tokenizer, not a new one

@@ -188,8 +188,11 @@ def architecture_builders(ours, task, tokenizer) -> dict:
     ffn_widths = range(16, 8 * c.ffn_dim + 1, 16)
 
     def t5(ffn):
+        # T5's classifier reads the decoder's state at </s>: one decoder layer, since ours classifies with an
+        # encoder alone (with as many decoder layers as ours has, it could not come within 10% of our size).
         config = T5Config(vocab_size=vocab, d_model=d, d_kv=d // heads, d_ff=ffn, num_heads=heads,
-                          num_layers=c.encoder_layers, num_decoder_layers=c.decoder_layers, dropout_rate=dropout,
+                          num_layers=c.encoder_layers, num_decoder_layers=1 if classify else c.decoder_layers,
+                          dropout_rate=dropout,
                           feed_forward_proj="relu", decoder_start_token_id=tokenizer.bos_token_id, **special,
                           **labels)
         return T5ForSequenceClassification(config) if classify else T5ForConditionalGeneration(config)

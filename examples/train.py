@@ -201,6 +201,7 @@ class Progress:
     def __init__(self):
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.tokens, self.train_seconds = 0, 0.0
+        self.wall_seconds = 0.0  # since the run first started, up to the newest checkpoint (across resumes)
         self.best_metric, self.best_step = None, None
         self.window_loss, self.window_items = 0.0, 0  # the training loss since the last log line
         self.history: list[dict] = []
@@ -380,6 +381,7 @@ def train(args: argparse.Namespace) -> dict:
     if args.resume and checkpoints(output_dir):
         checkpoint = checkpoints(output_dir)[-1]
         accelerator.load_state(str(checkpoint))
+        started -= progress.wall_seconds  # wall time counts the processes before this one too
         logger.info("resumed from %s (step %d, epoch %d)", checkpoint, progress.step, progress.epoch)
     elif args.resume:
         logger.info("--resume: no checkpoint in %s, starting from scratch", output_dir / "checkpoints")
@@ -460,6 +462,7 @@ def train(args: argparse.Namespace) -> dict:
             if args.eval_every and progress.step % args.eval_every == 0:
                 run_validation(model, tokenizer, task, valid_records, valid_data, accelerator, args, progress)
             if progress.step % args.save_every == 0:
+                progress.wall_seconds = time.time() - started
                 save_checkpoint(accelerator, output_dir, progress.step, args.keep_checkpoints)
         if progress.step >= max_steps:
             done = True
@@ -473,6 +476,7 @@ def train(args: argparse.Namespace) -> dict:
             progress.history[-1]:
         run_validation(model, tokenizer, task, valid_records, valid_data, accelerator, args, progress)
     if not checkpoints(output_dir) or checkpoints(output_dir)[-1].name != f"step-{progress.step}":
+        progress.wall_seconds = time.time() - started
         save_checkpoint(accelerator, output_dir, progress.step, args.keep_checkpoints)
     accelerator.end_training()
 

@@ -170,8 +170,10 @@ def blocked_local_attention(
         x = x.view(batch, heads, num_blocks + span - 1, block, head_dim)
         return torch.cat([x[:, :, i : i + num_blocks] for i in range(span)], dim=3)
 
+    def by_block(x: torch.Tensor) -> torch.Tensor:  # (B, H, blocks, n, Dh) -> (B * blocks, H, n, Dh)
+        return x.transpose(1, 2).reshape(batch * num_blocks, heads, x.shape[3], head_dim)
+
     queries = nn.functional.pad(query, (0, 0, 0, tail)).view(batch, heads, num_blocks, block, head_dim)
-    scores = torch.matmul(queries, neighbourhoods(key).transpose(-1, -2)) * scaling  # (B, H, blocks, w, span*w)
 
     # Query r of block i is position i*w + r; key c of its neighbourhood is position (i-1)*w + c.
     offset = block + torch.arange(block, device=query.device)[:, None] - torch.arange(span * block, device=query.device)
@@ -179,15 +181,21 @@ def blocked_local_attention(
     real = torch.ones(batch, length, device=query.device) if mask.key_padding is None else mask.key_padding.float()
     real = nn.functional.pad(real, (block, tail + after * block)).view(batch, num_blocks + span - 1, block)
     real = torch.cat([real[:, i : i + num_blocks] for i in range(span)], dim=2).bool()  # (B, blocks, span*w)
-    visible = in_window & real[:, None, :, None, :]  # (B, 1, blocks, w, span*w)
+    visible = in_window & real[:, :, None, :]  # (B, blocks, w, span*w)
+    sees_something = visible.any(dim=-1, keepdim=True)  # (B, blocks, w, 1)
 
-    scores = scores.masked_fill(~visible, torch.finfo(scores.dtype).min)
-    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = weights.masked_fill(~visible.any(dim=-1, keepdim=True), 0.0)  # no visible key: attend to nothing
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
-    output = torch.matmul(weights, neighbourhoods(value))  # (B, H, blocks, w, Dh)
-    output = output.view(batch, heads, num_blocks * block, head_dim)[:, :, :length]
-    return output.transpose(1, 2).contiguous(), None
+    # The fused kernel keeps no (w, span*w) weights for the backward pass, so memory stays O(L * d).
+    # A query that sees no key (deep in the padding) is let see itself, and its output is then zeroed:
+    # it attends to nothing, as in `eager_attention_forward`.
+    self_position = offset == 0
+    output = nn.functional.scaled_dot_product_attention(
+        by_block(queries), by_block(neighbourhoods(key)), by_block(neighbourhoods(value)),
+        attn_mask=(visible | (self_position & ~sees_something)).view(batch * num_blocks, 1, block, span * block),
+        dropout_p=dropout if module.training else 0.0, scale=scaling,
+    )  # (B * blocks, H, w, Dh)
+    output = output * sees_something.view(batch * num_blocks, 1, block, 1).to(output.dtype)
+    output = output.view(batch, num_blocks, heads, block, head_dim).transpose(2, 3)  # (B, blocks, w, H, Dh)
+    return output.reshape(batch, num_blocks * block, heads, head_dim)[:, :length].contiguous(), None
 
 
 def local_window_mask(config, attention_mask, causal: bool, output_attentions: bool, cached: bool):

@@ -19,7 +19,10 @@ def test_benchmark_quick_mode_writes_every_measurement(tmp_path):
     for row in models.values():
         assert row["train_tokens_per_second_float32"] > 0 and row["train_tokens_per_second_bf16"] > 0
         assert row["greedy_ms_per_token"] > 0 and row["beam4_ms_per_token"] > 0 and 0 < row["mfu_float32"] < 1
+        assert row["train_peak_bytes_float32"] > 0  # a training step allocates (activations, Adam states)
     # same size: Marian differs only by its attention biases (ours has none, as in the paper)
     assert models["ours"]["parameters"] <= models["marian"]["parameters"] <= 1.02 * models["ours"]["parameters"]
-    assert {row["attention"] for row in results["sweep"]} == {"global", "local w=4"}
+    assert {row["attention"] for row in results["sweep"]} == {"global (sdpa)", "global (eager)", "local w=4"}
+    assert all(row["peak_bytes"] > 0 for row in results["sweep"])
+    assert set(results["sweep_ratios_at_longest"]) == {"global (sdpa)", "global (eager)"}
     assert output.with_suffix(".png").stat().st_size > 0

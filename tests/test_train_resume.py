@@ -81,3 +81,15 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert train.main(train_arguments("multi30k-en-de", data, run, "--max-steps", "6", "--save-every", "2",
                                       "--resume")) == 0
     assert [step for step, _, _ in losses(run)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_wall_time_of_a_resumed_run_includes_the_processes_before(tmp_path):
+    data = multi30k(tmp_path / "data")
+    run = tmp_path / "run"
+    assert train.main(train_arguments("multi30k-en-de", data, run, "--max-steps", "2", "--save-every", "2")) == 0
+    state_file = run / "checkpoints" / "step-2" / "custom_checkpoint_0.pkl"
+    state = torch.load(state_file, weights_only=False)
+    state["wall_seconds"] = 10_000.0  # as if the first process had run for hours before it was killed
+    torch.save(state, state_file)
+    assert train.main(train_arguments("multi30k-en-de", data, run, "--max-steps", "3", "--resume")) == 0
+    assert 10_000 < json.loads((run / "results.json").read_text())["wall_seconds"] < 10_000 + 600

@@ -22,8 +22,14 @@ END = "<!-- comparison: end -->"
 METRICS = {"translation": ["bleu", "chrf"], "summarization": ["rouge1", "rouge2", "rougeL"],
            "classification": ["accuracy", "macro_f1"]}
 ORDER = ["ours", "t5", "gpt2", "bert", "lstm"]
-NAMES = {"ours": "ours (Transformer)", "t5": "T5", "gpt2": "GPT-2 (decoder-only)", "bert": "BERT2BERT",
-         "lstm": "LSTM + attention"}
+NAMES = {"seq2seq": {"ours": "ours (Transformer)", "t5": "T5", "gpt2": "GPT-2 (decoder-only)", "bert": "BERT2BERT",
+                     "lstm": "LSTM + attention"},
+         "classification": {"ours": "ours (Transformer encoder)", "t5": "T5", "gpt2": "GPT-2", "bert": "BERT",
+                            "lstm": "LSTM"}}
+
+
+def display_name(model: str, task_name: str) -> str:
+    return NAMES[get_task(task_name).head].get(model, model)
 
 
 def load_results(results_dir: Path) -> dict:
@@ -62,7 +68,7 @@ def task_table(task_name: str, models: dict) -> list[str]:
         runs = models[model]
         scores = [final_scores(r) for r in runs]
         knob = ", ".join(f"{k}={v}" for k, v in (runs[0].get("size_knob") or {}).items()) or "-"
-        row = [NAMES.get(model, model), str(len(runs))]
+        row = [display_name(model, task_name), str(len(runs))]
         row += [mean_std([s[m] for s in scores]) for m in metrics]
         row += [f"{runs[0]['parameters']:,}", knob,
                 mean_std([r["tokens_per_second"] for r in runs], 0),
@@ -73,13 +79,14 @@ def task_table(task_name: str, models: dict) -> list[str]:
     return lines
 
 
-def provenance(models: dict) -> list[str]:
+def provenance(task_name: str, models: dict) -> list[str]:
     lines = []
     for model in model_order(models):
         for run in models[model]:
             hw = run["hardware"]
             where = hw.get("gpu") or f"{hw['cpu']}, {hw['cpu_threads']} threads"
-            lines.append(f"- {NAMES.get(model, model)}, seed {run['arguments']['seed']}: `{run['command']}`; commit "
+            lines.append(f"- {display_name(model, task_name)}, seed {run['arguments']['seed']}: `{run['command']}`; "
+                         f"commit "
                          f"`{run['commit'][:7]}{'+' if 'uncommitted' in run['commit'] else ''}`; {where}, "
                          f"{hw['mixed_precision']}; {run['steps']} steps, {run['train_tokens']:,} training tokens; "
                          f"wall {run['wall_seconds'] / 60:.1f} min")
@@ -97,8 +104,9 @@ def plot_task(task_name: str, models: dict, path: Path) -> None:
     for index, model in enumerate(model_order(models)):
         for seed_index, run in enumerate(models[model]):
             points = [h for h in run["history"] if metric in h and "train_seconds" in h]
+            label = display_name(model, task_name) if seed_index == 0 else None  # one legend entry per model
             axis.plot([p["train_seconds"] for p in points], [p[metric] for p in points], "o-", color=f"C{index}",
-                      alpha=1.0 if seed_index == 0 else 0.35, label=NAMES.get(model, model) if seed_index == 0 else None)
+                      alpha=1.0 if seed_index == 0 else 0.35, label=label)
     axis.set(xlabel="training time (s)", ylabel=f"validation {metric}", title=f"{task_name}: validation {metric}")
     axis.legend()
     figure.tight_layout()
@@ -116,7 +124,7 @@ def report(results_dir: Path, figures_dir: Path) -> str:
         plot_task(task_name, models, figure)
         lines += ["", f"#### {task_name}", ""] + task_table(task_name, models)
         lines += ["", f"![{task_name}: validation metric against training time]({figure.as_posix()})", "",
-                  "How each row was produced:", ""] + provenance(models)
+                  "How each row was produced:", ""] + provenance(task_name, models)
     return "\n".join(lines + ["", END])
 
 

@@ -37,3 +37,29 @@ def test_readme_snippets_run(tokenizer, tmp_path, monkeypatch):
     assert Path("outputs/my-model/model.safetensors").exists()
     (files,) = uploaded
     assert {"model.safetensors", "tokenizer.json", "modeling_vanilla_transformer.py"} <= {f.name for f in files}
+
+
+def readme_commands(script: str) -> list[list[str]]:
+    import shlex
+
+    prefix = f".venv/bin/python examples/{script} "
+    return [shlex.split(line[len(prefix):]) for line in README.read_text(encoding="utf-8").splitlines()
+            if line.startswith(prefix)]
+
+
+def test_readme_training_and_comparison_commands_name_real_options():
+    """Every train.py and compare.py command line of the README parses (an option renamed in the code, and
+    not in the README, fails here)."""
+    import tiny_datasets  # noqa: F401  (puts examples/ on sys.path)
+    import train
+
+    training = readme_commands("train.py")
+    assert len(training) >= 6
+    for argv in training:
+        train.parse_args(argv)
+    comparisons = readme_commands("compare.py")
+    assert len(comparisons) >= 3
+    for argv in comparisons:
+        ours, passed_on = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+        task = ours[ours.index("--task") + 1]
+        train.parse_args(["--task", task, "--data", "unused", "--output-dir", "unused", *passed_on])

@@ -54,6 +54,10 @@ SIZE_TOLERANCE = 0.10
 METADATA = "baseline.json"  # written next to config.json: which wrapper and class to rebuild on loading
 
 
+class BaselineSizeError(ValueError):
+    """No size of the architecture comes within 10% of our parameter count."""
+
+
 def is_hub_id(baseline: str) -> bool:
     return baseline not in ARCHITECTURES
 
@@ -247,7 +251,7 @@ def build_baseline(architecture: str, ours, task, tokenizer, label_smoothing: fl
     knob = min(knobs, key=lambda k: abs(count_parameters(build, k) - target))
     model = build(knob)
     if abs(model.num_parameters() - target) > SIZE_TOLERANCE * target:
-        raise ValueError(f"{architecture}: the nearest size ({knob_name}={knob}, {model.num_parameters():,} "
+        raise BaselineSizeError(f"{architecture}: the nearest size ({knob_name}={knob}, {model.num_parameters():,} "
                          f"parameters) is more than 10% away from ours ({target:,})")
     if task.head != "classification":
         model.generation_config.update(num_beams=task.num_beams, length_penalty=task.length_penalty,

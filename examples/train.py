@@ -37,7 +37,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_inverse_sqrt_schedule
 
-from baselines import build_baseline, from_hub, is_hub_id, load_model
+from baselines import BaselineSizeError, build_baseline, from_hub, is_hub_id, load_model
 from evaluation import evaluate_records
 from peak_memory import peak_memory_since, start_peak_memory
 from tasks import DataError, Task, get_task, load_records
@@ -576,7 +576,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         train(args)
-    except (DataError, TrainingDiverged) as error:
+    except (DataError, TrainingDiverged, BaselineSizeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -153,3 +153,9 @@ def test_a_pretrained_checkpoint_is_fine_tuned_with_its_own_tokenizer(tokenizer,
     result = json.loads((tmp_path / "run" / "results.json").read_text())
     assert result["baseline"] == str(folder) and result["parameters"] == T5ForConditionalGeneration(config).num_parameters()
     assert not (tmp_path / "run" / "tokenizer").exists()  # the checkpoint's tokenizer, not a new one
+
+
+def test_a_baseline_that_cannot_match_our_size_is_a_clear_error(tmp_path, capsys):
+    data = sst2(tmp_path / "data")  # the other tests' tiny model: its embeddings outweigh an LSTM's layers
+    assert train.main(train_arguments("sst2", data, tmp_path / "run", "--max-steps", "1", "--baseline", "lstm")) == 1
+    assert "lstm: the nearest size" in capsys.readouterr().err

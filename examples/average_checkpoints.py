@@ -1,0 +1,77 @@
+"""Average the weights of the last N checkpoints of a train.py run into a model folder, as the paper does
+for its results ("a single model obtained by averaging the last 5 checkpoints", Section 6.1):
+
+    python examples/average_checkpoints.py --run outputs/sst2 --last 5 --output outputs/sst2/averaged
+    python examples/evaluate_model.py --model outputs/sst2/averaged --task sst2 --data ../shared/data/sentiment/sst2 --split dev
+
+Train with --save-every K --keep-checkpoints N so that the last N checkpoints are kept. The averaged
+folder takes its configuration and tokenizer from the run's model/ folder.
+"""
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from baselines import METADATA, load_model
+from tasks import get_task
+from train import checkpoints
+
+
+def average_state_dicts(paths: list[Path]) -> dict:
+    """The element-wise mean of the tensors of several safetensors files (in float32, cast back)."""
+    total = None
+    for path in paths:
+        state = load_file(path)
+        if total is None:
+            total = {name: tensor.float().clone() for name, tensor in state.items()}
+        else:
+            for name, tensor in state.items():
+                total[name] += tensor.float()
+    return {name: (tensor / len(paths)).to(load_file(paths[-1])[name].dtype) for name, tensor in total.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a train.py --output-dir (with checkpoints/ and model/)")
+    parser.add_argument("--task", help="default: the task recorded in the run's results.json")
+    parser.add_argument("--last", type=int, default=5)
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+
+    run = Path(args.run)
+    kept = checkpoints(run)[-args.last :]
+    if len(kept) < args.last:
+        print(f"error: {run / 'checkpoints'} holds {len(kept)} checkpoints, fewer than --last {args.last} "
+              "(train with --keep-checkpoints)", file=sys.stderr)
+        return 1
+    if args.task is None:
+        import json
+
+        args.task = json.loads((run / "results.json").read_text(encoding="utf-8"))["task"]
+    model = load_model(run / "model", get_task(args.task))
+    target = getattr(model, "model", model)  # a baseline's wrapped transformers model holds the weights
+    averaged = average_state_dicts([checkpoint / "model.safetensors" for checkpoint in kept])
+    # A baseline's checkpoint names its weights "model.<name>" (the wrapper's attribute).
+    averaged = {name.removeprefix("model.") if target is not model else name: t for name, t in averaged.items()}
+    missing, unexpected = target.load_state_dict(averaged, strict=False)
+    untied = set(missing) - set(getattr(target, "all_tied_weights_keys", {}) or {})
+    if untied or unexpected:
+        print(f"error: the checkpoints do not match the model: missing {sorted(untied)}, unexpected "
+              f"{sorted(unexpected)}", file=sys.stderr)
+        return 1
+    target.tie_weights()
+    output = Path(args.output)
+    model.save_pretrained(output)
+    for item in (run / "model").iterdir():  # the tokenizer and anything else the model folder holds
+        if not (output / item.name).exists() and item.name != METADATA and item.is_file():
+            shutil.copy(item, output / item.name)
+    print(f"averaged {', '.join(c.name for c in kept)} into {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from baselines import METADATA, load_model
+from baselines import METADATA, Wrapper, load_model
 from tasks import get_task
 from train import checkpoints
 
@@ -53,10 +53,11 @@ def main(argv=None) -> int:
 
         args.task = json.loads((run / "results.json").read_text(encoding="utf-8"))["task"]
     model = load_model(run / "model", get_task(args.task))
-    target = getattr(model, "model", model)  # a baseline's wrapped transformers model holds the weights
     averaged = average_state_dicts([checkpoint / "model.safetensors" for checkpoint in kept])
-    # A baseline's checkpoint names its weights "model.<name>" (the wrapper's attribute).
-    averaged = {name.removeprefix("model.") if target is not model else name: t for name, t in averaged.items()}
+    target = model
+    if isinstance(model, Wrapper):  # a baseline: the wrapped transformers model holds the weights, which
+        target = model.model  # its checkpoints name "model.<name>" (the wrapper's attribute)
+        averaged = {name.removeprefix("model."): tensor for name, tensor in averaged.items()}
     missing, unexpected = target.load_state_dict(averaged, strict=False)
     untied = set(missing) - set(getattr(target, "all_tied_weights_keys", {}) or {})
     if untied or unexpected:

@@ -478,13 +478,13 @@ def train(args: argparse.Namespace) -> dict:
     if not checkpoints(output_dir) or checkpoints(output_dir)[-1].name != f"step-{progress.step}":
         progress.wall_seconds = time.time() - started
         save_checkpoint(accelerator, output_dir, progress.step, args.keep_checkpoints)
-    accelerator.end_training()
 
     results = None
     if accelerator.is_main_process:
         results = finish(args, task, tokenizer, accelerator, progress, started, commit,
                          {"peak_memory_bytes": peak_memory, "size_knob": size_knob})
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # last: it also destroys the process group that wait_for_everyone needs
     return results
 
 

@@ -52,7 +52,8 @@ def run_training_script(argv):
     assert train.main(argv) == 0
 
 
-@pytest.mark.parametrize("accumulation", [1])  # 2 hung under debug_launcher: see the closing note
+@pytest.mark.parametrize("accumulation", [1])  # 2 hung under debug_launcher (fork); test_train_distributed.py
+# checks accumulation 2 through the real launcher
 def test_two_process_training_equals_one_process_with_the_same_global_batch(tmp_path, accumulation):
     data = multi30k(tmp_path / "data", count=80)
     common = ["--max-steps", "4", "--max-tokens", "100", "--save-every", "4"]

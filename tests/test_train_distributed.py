@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CHECKS = Path(__file__).resolve().parent / "multiprocess_checks.py"
 
 
@@ -14,3 +16,31 @@ def test_two_process_checks_pass_in_a_fresh_process():
                             capture_output=True, text=True, timeout=600, cwd=CHECKS.parent.parent)
     assert result.returncode == 0, result.stdout[-4000:]
     assert "2 passed" in result.stdout, result.stdout[-2000:]
+
+
+def test_readme_cpu_launch_with_accumulation_equals_one_process(tmp_path):
+    """The README's launch command for CPU processes (2 processes x 2 accumulated micro-batches) gives the
+    losses of 1 process accumulating 4, and finishes cleanly (exit 0, results written)."""
+    import json
+    import os
+
+    from tiny_datasets import EXAMPLES, multi30k, train_arguments
+
+    import train
+
+    data = multi30k(tmp_path / "data", count=80)
+    common = ["--max-steps", "3", "--max-tokens", "100", "--save-every", "3"]
+    launcher = Path(sys.executable).parent / "accelerate"
+    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
+               str(EXAMPLES / "train.py"), *train_arguments("multi30k-en-de", data, tmp_path / "two", *common,
+                                                            "--gradient-accumulation-steps", "2")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "ACCELERATE_USE_CPU": "true"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert train.main(train_arguments("multi30k-en-de", data, tmp_path / "one", *common,
+                                      "--gradient-accumulation-steps", "4")) == 0
+    two, one = (json.loads((tmp_path / run / "results.json").read_text()) for run in ("two", "one"))
+    assert two["hardware"]["processes"] == 2 and two["hardware"]["distributed_type"] == "DistributedType.MULTI_CPU"
+    losses = [[h["train_loss"] for h in run["history"] if "train_loss" in h] for run in (two, one)]
+    assert len(losses[0]) == 3
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)

@@ -23,15 +23,12 @@ from train import checkpoints
 
 def average_state_dicts(paths: list[Path]) -> dict:
     """The element-wise mean of the tensors of several safetensors files (in float32, cast back)."""
-    total = None
-    for path in paths:
-        state = load_file(path)
-        if total is None:
-            total = {name: tensor.float().clone() for name, tensor in state.items()}
-        else:
-            for name, tensor in state.items():
-                total[name] += tensor.float()
-    return {name: (tensor / len(paths)).to(load_file(paths[-1])[name].dtype) for name, tensor in total.items()}
+    first = load_file(paths[0])
+    total = {name: tensor.float() for name, tensor in first.items()}
+    for path in paths[1:]:
+        for name, tensor in load_file(path).items():
+            total[name] += tensor.float()
+    return {name: (tensor / len(paths)).to(first[name].dtype) for name, tensor in total.items()}
 
 
 def main(argv=None) -> int:

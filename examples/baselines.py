@@ -187,8 +187,7 @@ def architecture_builders(ours, task, tokenizer) -> dict:
     special = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                    eos_token_id=tokenizer.eos_token_id)
     vocab, classify = len(tokenizer), task.head == "classification"
-    labels = dict(num_labels=len(task.labels), id2label=dict(enumerate(task.labels)),
-                  label2id={label: i for i, label in enumerate(task.labels)}) if classify else {}
+    labels = task.label_config() if classify else {}
     ffn_widths = range(16, 8 * c.ffn_dim + 1, 16)
 
     def t5(ffn):
@@ -278,9 +277,7 @@ def from_hub(model_id: str, task, label_smoothing: float):
     if tokenizer.pad_token_id is None:  # GPT-2 has none; its end-of-text token pads (and is masked out)
         tokenizer.pad_token = tokenizer.eos_token
     if task.head == "classification":
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_id, num_labels=len(task.labels), id2label=dict(enumerate(task.labels)),
-            label2id={label: i for i, label in enumerate(task.labels)})
+        model = AutoModelForSequenceClassification.from_pretrained(model_id, **task.label_config())
         model.config.pad_token_id = tokenizer.pad_token_id
     elif AutoConfig.from_pretrained(model_id).is_encoder_decoder:
         model = AutoModelForSeq2SeqLM.from_pretrained(model_id)

@@ -48,7 +48,7 @@ def mean_std(values: list[float], digits: int = 1) -> str:
 
 
 def final_scores(result: dict) -> dict:
-    (split, scores), = list(result["evaluation"].items())[:1]
+    split, scores = next(iter(result["evaluation"].items()))  # the first evaluated split
     return {"split": split, **scores}
 
 

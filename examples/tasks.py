@@ -43,6 +43,11 @@ class Task:
     max_new_tokens: int = 128
     defaults: dict = field(default_factory=dict)  # training defaults (vocab size, model size, schedule)
 
+    def label_config(self) -> dict:
+        """The label fields of a classification model's config (num_labels, id2label, label2id)."""
+        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
+                "label2id": {label: i for i, label in enumerate(self.labels)}}
+
 
 SMALL_MODEL = {"d_model": 256, "encoder_layers": 3, "decoder_layers": 3, "num_attention_heads": 4, "ffn_dim": 1024}
 

@@ -298,11 +298,8 @@ def build_model(task: Task, tokenizer, args):
     common = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                   bos_token_id=tokenizer.bos_token_id, decoder_start_token_id=tokenizer.bos_token_id)
     if task.head == "classification":
-        config = VanillaTransformerConfig(
-            **common, **model_config, num_labels=len(task.labels),
-            id2label=dict(enumerate(task.labels)), label2id={label: i for i, label in enumerate(task.labels)},
-        )
-        return VanillaTransformerForSequenceClassification(config)
+        return VanillaTransformerForSequenceClassification(
+            VanillaTransformerConfig(**common, **model_config, **task.label_config()))
     config = VanillaTransformerConfig(**common, **{"label_smoothing": 0.1, **model_config})
     model = VanillaTransformerForConditionalGeneration(config)
     model.generation_config.update(num_beams=task.num_beams, length_penalty=task.length_penalty,

@@ -106,6 +106,11 @@ def eager_attention_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, written out so the weights can be returned."""
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, H, T, S)
+    if attention_mask is None and module.is_causal and query.shape[2] > 1:
+        # The mask builders leave a purely causal mask implicit for the fused kernel (its `is_causal`).
+        # The T queries are the last T of the S positions: query i sees keys up to S - T + i.
+        attention_mask = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool, device=query.device).tril(
+            key.shape[2] - query.shape[2])
     if attention_mask is not None and attention_mask.dtype != torch.bool:
         attention_mask = attention_mask == 0  # transformers' additive masks hold 0 (attend) or a large negative
     if attention_mask is not None:
@@ -117,6 +122,22 @@ def eager_attention_forward(
     weights = nn.functional.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value)  # (B, H, T, Dh)
     return output.transpose(1, 2).contiguous(), weights  # (B, T, H, Dh), (B, H, T, S)
+
+
+# Up to this many keys, the written-out attention is at least as fast as the fused kernel on a CPU in bfloat16.
+CPU_BF16_WRITTEN_OUT_MAX_KEYS = 512
+
+
+def written_out_is_faster(query: torch.Tensor, key: torch.Tensor) -> bool:
+    """Whether `eager_attention_forward` should stand in for PyTorch's fused (SDPA) kernel.
+
+    On a CPU in bfloat16 the fused kernel (its backward above all) gains little from bfloat16, while the
+    written-out matrix multiplies run on the CPU's bfloat16 units. A training step of the 3 + 3-layer,
+    d_model 256 model measured 1.10-1.25x faster with the written-out attention at 32 and 128 tokens, the
+    same at 512 and 1,024, and 0.46x at 2,048, where the L x L weights take over. Both are exact attention.
+    """
+    return (query.device.type == "cpu" and query.dtype == torch.bfloat16
+            and key.shape[-2] <= CPU_BF16_WRITTEN_OUT_MAX_KEYS)
 
 
 def local_window(window: int, causal: bool) -> Callable:
@@ -254,6 +275,8 @@ class VanillaTransformerAttention(nn.Module):
 
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         if output_attentions:  # only the readable eager path returns the weights
+            attention = eager_attention_forward
+        elif self.config._attn_implementation == "sdpa" and written_out_is_faster(query, key):
             attention = eager_attention_forward
         if isinstance(attention_mask, LocalWindowMask):
             attention = blocked_local_attention
@@ -661,7 +684,7 @@ class VanillaTransformerModel(VanillaTransformerPreTrainedModel):
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         use_cache = use_cache if use_cache is not None else self.config.use_cache
-        if self.is_activation_checkpointing and self.training:
+        if self.training and self.is_activation_checkpointing:  # (walks every module: not per generated token)
             use_cache = False  # the backward pass would replay cache updates
 
         if encoder_outputs is None:

@@ -5,6 +5,7 @@ import torch
 
 from conftest import VOCAB, padded_batch, random_tokens, tiny_classifier, tiny_config, tiny_seq2seq
 from vanilla_transformer.configuration import VanillaTransformerConfig
+from vanilla_transformer.modeling import modeling_vanilla_transformer
 from vanilla_transformer.modeling import (
     VanillaTransformerForConditionalGeneration,
     VanillaTransformerForSequenceClassification,
@@ -15,9 +16,10 @@ ATTENTION_IMPLEMENTATIONS = ["eager", "sdpa"]
 
 @pytest.mark.parametrize("attn_implementation", ATTENTION_IMPLEMENTATIONS)
 @pytest.mark.parametrize("window", [None, 2])
-def test_decoder_is_causal(attn_implementation, window):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # bfloat16 on a CPU: written-out attention
+def test_decoder_is_causal(attn_implementation, window, dtype):
     """Changing target tokens after position t leaves the logits at positions <= t unchanged."""
-    model = tiny_seq2seq(attn_implementation, attention_window=window)
+    model = tiny_seq2seq(attn_implementation, attention_window=window).to(dtype)
     input_ids, attention_mask, targets = padded_batch()
     changed = targets.clone()
     changed[:, 3:] = random_tokens(2, 2, seed=9)
@@ -56,6 +58,24 @@ def test_eager_and_sdpa_give_the_same_outputs(window, normalize_before):
         expected = eager(input_ids, attention_mask, decoder_input_ids=targets).logits
         actual = sdpa(input_ids, attention_mask, decoder_input_ids=targets).logits
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("padded", [True, False])  # unpadded: the causal mask is left implicit
+def test_cpu_bfloat16_attention_equals_the_fused_kernel(padded, monkeypatch):
+    """On a CPU in bfloat16 the default model runs the written-out attention: same outputs as the fused one."""
+    input_ids, attention_mask, targets = padded_batch()
+    if not padded:
+        input_ids, attention_mask, targets = input_ids[1:, :6], attention_mask[1:, :6], targets[1:]
+
+    def logits(attn_implementation):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return tiny_seq2seq(attn_implementation)(input_ids, attention_mask, decoder_input_ids=targets).logits
+
+    default, written_out = logits("sdpa"), logits("eager")
+    monkeypatch.setattr(modeling_vanilla_transformer, "CPU_BF16_WRITTEN_OUT_MAX_KEYS", 0)
+    fused = logits("sdpa")
+    assert torch.equal(default, written_out)
+    torch.testing.assert_close(default, fused, rtol=2e-2, atol=5e-2)  # bfloat16 rounding, summed in another order
 
 
 def test_attention_weights_are_returned_and_are_distributions():

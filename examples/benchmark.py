@@ -93,16 +93,24 @@ def synchronize(device: str) -> None:
 
 
 def median_time(step, repeats: int, warmup: int, device: str) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
+    return interleaved_median_times({"step": step}, repeats, warmup, device)["step"]
+
+
+def interleaved_median_times(steps: dict, repeats: int, warmup: int, device: str) -> dict:
+    """Median seconds of each step. The steps take turns, one timing each per round, so a slow spell of a
+    noisy machine falls on all of them alike and the ratios between them hold."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in steps}
     for _ in range(repeats):
-        synchronize(device)
-        started = time.perf_counter()
-        step()
-        synchronize(device)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for name, step in steps.items():
+            synchronize(device)
+            started = time.perf_counter()
+            step()
+            synchronize(device)
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 
 def training_step_fn(model, batch, device: str, bf16: bool):
@@ -119,31 +127,40 @@ def training_step_fn(model, batch, device: str, bf16: bool):
     return step
 
 
-def measure_training(name, size, device, bf16, repeats, warmup, compile_model=False) -> dict:
-    torch.manual_seed(0)
-    model = build(name, size).to(device)
-    if compile_model:
-        model = torch.compile(model)
+def measure_training(names, size, device, bf16, repeats, warmup, compiled=()) -> dict:
+    """Training tokens/s and FLOP/s of each model (`compiled`: names also measured under torch.compile)."""
     batch = {k: v.to(device) for k, v in batch_for(size).items()}
-    seconds = median_time(training_step_fn(model, batch, device, bf16), repeats, warmup, device)
+    steps = {}
+    for name in [*names, *(f"{name} (compiled)" for name in compiled)]:
+        torch.manual_seed(0)
+        model = build(name.removesuffix(" (compiled)"), size).to(device)
+        steps[name] = training_step_fn(torch.compile(model) if name.endswith("(compiled)") else model,
+                                       batch, device, bf16)
+    seconds = interleaved_median_times(steps, repeats, warmup + 2 * bool(compiled), device)
     tokens = size["batch"] * (size["source"] + size["target"])
-    return {"seconds_per_step": seconds, "tokens_per_second": tokens / seconds,
-            "flops_per_second": training_flops(size) / seconds}
+    return {name: {"tokens_per_second": tokens / s, "flops_per_second": training_flops(size) / s}
+            for name, s in seconds.items()}
 
 
-def measure_generation(name, size, device, bf16, num_beams, new_tokens, repeats, warmup) -> dict:
-    torch.manual_seed(0)
-    model = build(name, size).to(device).eval()
+def measure_generation(names, size, device, num_beams, new_tokens, repeats, warmup) -> dict:
+    """Milliseconds per generated token of each model (float32; exactly `new_tokens` tokens)."""
     batch = batch_for({**size, "batch": 8})
     inputs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
 
-    def step():
-        with torch.no_grad(), device_autocast(device, bf16):
-            generated = model.generate(**inputs, num_beams=num_beams, min_new_tokens=new_tokens,
-                                       max_new_tokens=new_tokens, do_sample=False, early_stopping=False)
-        assert generated.shape[1] == new_tokens + 1, generated.shape
+    def generation_step(model):
+        def step():
+            with torch.no_grad():
+                generated = model.generate(**inputs, num_beams=num_beams, min_new_tokens=new_tokens,
+                                           max_new_tokens=new_tokens, do_sample=False, early_stopping=False)
+            assert generated.shape[1] == new_tokens + 1, generated.shape
+        return step
 
-    return {"ms_per_token": 1000 * median_time(step, repeats, warmup, device) / new_tokens}
+    steps = {}
+    for name in names:
+        torch.manual_seed(0)
+        steps[name] = generation_step(build(name, size).to(device).eval())
+    seconds = interleaved_median_times(steps, repeats, warmup, device)
+    return {name: 1000 * s / new_tokens for name, s in seconds.items()}
 
 
 def matmul_ceiling(device: str, dtype: torch.dtype, n: int, repeats: int) -> float:
@@ -251,31 +268,30 @@ def main(argv=None) -> int:
 
     for size_name in size_names:
         size = SIZES[size_name]
-        table = {}
         models = ["ours", "ours-eager", "marian", "bart"]
+        table = {name: {} for name in models}
+        for precision, bf16 in [("float32", False), ("bf16", True)]:
+            if device == "cuda" and size_name == "base" and not bf16:
+                continue
+            training = measure_training(models, size, device, bf16, repeats, warmup,
+                                        compiled=["ours"] if args.compile else ())
+            ceiling = results["matmul_ceiling_flops"]["bfloat16" if bf16 else "float32"]
+            for name in models:
+                table[name][f"train_tokens_per_second_{precision}"] = training[name]["tokens_per_second"]
+                table[name][f"mfu_{precision}"] = training[name]["flops_per_second"] / ceiling
+            if args.compile:
+                table["ours"][f"train_tokens_per_second_{precision}_compiled"] = training["ours (compiled)"][
+                    "tokens_per_second"]
+        for key, num_beams in [("greedy_ms_per_token", 1), ("beam4_ms_per_token", 4)]:
+            for name, ms in measure_generation(models, size, device, num_beams, new_tokens, repeats,
+                                               warmup).items():
+                table[name][key] = ms
         for name in models:
-            row = {}
-            for precision, bf16 in [("float32", False), ("bf16", True)]:
-                if device == "cuda" and size_name == "base" and not bf16:
-                    continue
-                training = measure_training(name, size, device, bf16, repeats, warmup)
-                ceiling = results["matmul_ceiling_flops"]["bfloat16" if bf16 else "float32"]
-                row[f"train_tokens_per_second_{precision}"] = training["tokens_per_second"]
-                row[f"mfu_{precision}"] = training["flops_per_second"] / ceiling
-            row["greedy_ms_per_token"] = measure_generation(name, size, device, False, 1, new_tokens, repeats, warmup)[
-                "ms_per_token"]
-            row["beam4_ms_per_token"] = measure_generation(name, size, device, False, 4, new_tokens, repeats, warmup)[
-                "ms_per_token"]
             memory = in_fresh_process({"kind": "training", "model": name, "size": size, "device": device,
                                        "bf16": False, "repeats": 2})
-            row["train_peak_bytes_float32"] = memory["peak_bytes"]
-            row["parameters"] = sum(p.numel() for p in build(name, size).parameters() if p.requires_grad)
-            table[name] = row
-            print(f"[{size_name}] {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()))
-        if args.compile:
-            for precision, bf16 in [("float32", False), ("bf16", True)]:
-                compiled = measure_training("ours", size, device, bf16, repeats, warmup + 2, compile_model=True)
-                table["ours"][f"train_tokens_per_second_{precision}_compiled"] = compiled["tokens_per_second"]
+            table[name]["train_peak_bytes_float32"] = memory["peak_bytes"]
+            table[name]["parameters"] = sum(p.numel() for p in build(name, size).parameters() if p.requires_grad)
+            print(f"[{size_name}] {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in table[name].items()))
         ratios = {}
         for reference in ("ours-eager", "marian", "bart"):
             for key, value in table["ours"].items():
@@ -287,6 +303,11 @@ def main(argv=None) -> int:
         if "train_tokens_per_second_bf16" in table["ours"] and "train_tokens_per_second_float32" in table["ours"]:
             ratios["ours bf16 vs ours float32"] = (table["ours"]["train_tokens_per_second_bf16"]
                                                    / table["ours"]["train_tokens_per_second_float32"])
+        for precision in ("float32", "bf16"):
+            if f"train_tokens_per_second_{precision}_compiled" in table["ours"]:
+                ratios[f"ours compiled vs ours, {precision}"] = (
+                    table["ours"][f"train_tokens_per_second_{precision}_compiled"]
+                    / table["ours"][f"train_tokens_per_second_{precision}"])
         results["sizes"][size_name] = {"dimensions": size, "models": table, "ratios (>1: ours better)": ratios}
         for key, value in ratios.items():
             print(f"[{size_name}] {key}: " + (f"{value:.2f}x" if value is not None else "n/a (too small to measure)"))

@@ -81,6 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     group.add_argument("--lr", type=float, help="peak learning rate, reached at the end of warm-up")
     group.add_argument("--warmup-steps", type=int)
     group.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0: off)")
+    group.add_argument("--weight-decay", type=float, default=0.0,
+                       help="decoupled weight decay (AdamW) on the weight matrices; 0 (default): the paper's Adam")
     group.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="bf16")
     group.add_argument("--seed", type=int, default=0)
     group = parser.add_argument_group("bookkeeping")
@@ -308,6 +310,18 @@ def build_model(task: Task, tokenizer, args):
 
 
 @torch.no_grad()
+def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam with betas (0.9, 0.98) and eps 1e-9 (Section 5.3). With weight decay: AdamW's decoupled decay,
+    on the weight matrices and embeddings only (decaying biases and LayerNorm gains only shrinks them)."""
+    adam = dict(lr=lr, betas=(0.9, 0.98), eps=1e-9)
+    if not weight_decay:
+        return torch.optim.Adam(model.parameters(), **adam)
+    matrices = [p for p in model.parameters() if p.dim() >= 2]
+    vectors = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": matrices, "weight_decay": weight_decay},
+                              {"params": vectors, "weight_decay": 0.0}], **adam)
+
+
 def validation_loss(model, data: dict, accelerator: Accelerator, max_tokens: int, pad_token_id: int) -> float:
     model.eval()
     total, items = 0.0, 0
@@ -369,7 +383,7 @@ def train(args: argparse.Namespace) -> dict:
         if args.baseline != "ours":  # the same task, tokenizer and data, another architecture at our size
             model, size_knob = build_baseline(args.baseline, model, task, tokenizer,
                                               label_smoothing=model.config.label_smoothing)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9)  # Section 5.3
+    optimizer = build_optimizer(model, args.lr, args.weight_decay)
     scheduler = get_inverse_sqrt_schedule(optimizer, num_warmup_steps=args.warmup_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     progress = Progress()

@@ -217,3 +217,16 @@ def test_hub_dataset_ids_map_splits_and_columns_to_the_task_fields(monkeypatch):
     records = load_records(get_task("aeslc"), "Yale-LILY/aeslc", "dev")
     assert requested == [("Yale-LILY/aeslc", "validation")]
     assert [(r["source"], r["target"]) for r in records] == [("Hi, lunch at noon?", "lunch")]  # empty target dropped
+
+
+def test_weight_decay_shrinks_weight_matrices_only_and_zero_is_the_papers_adam():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    assert type(train.build_optimizer(model, lr=0.1, weight_decay=0.0)) is torch.optim.Adam
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = train.build_optimizer(model, lr=0.1, weight_decay=0.5)
+    for parameter in model.parameters():
+        parameter.grad = torch.zeros_like(parameter)  # no gradient: only the decay moves a parameter
+    optimizer.step()
+    for old, new in zip(before, model.parameters()):
+        expected = old * (1 - 0.1 * 0.5) if old.dim() >= 2 else old
+        torch.testing.assert_close(new.detach(), expected)

@@ -1,7 +1,7 @@
 """Speed and memory of our model against transformers' MarianMTModel and BartForConditionalGeneration built
 at exactly the same size from a config (no download), measured in the same run, printed as ratios.
 
-    .venv/bin/python examples/benchmark.py                 # the full benchmark (about 15 minutes on 2 CPU cores)
+    .venv/bin/python examples/benchmark.py                 # the full benchmark (about 6 minutes on 2 CPU cores)
     .venv/bin/python examples/benchmark.py --quick         # tiny sizes, one repetition: checks the script runs
 
 Measured, for each model: training tokens/s (forward + backward + AdamW step) in float32 and under bf16

@@ -26,3 +26,15 @@ def test_benchmark_quick_mode_writes_every_measurement(tmp_path):
     assert all(row["peak_bytes"] > 0 for row in results["sweep"])
     assert set(results["sweep_ratios_at_longest"]) == {"global (sdpa)", "global (eager)"}
     assert output.with_suffix(".png").stat().st_size > 0
+
+
+def test_interleaved_timings_take_turns_and_report_each_steps_own_median(monkeypatch):
+    import tiny_datasets  # noqa: F401  (puts examples/ on sys.path)
+    import benchmark
+
+    calls, clock = [], iter(range(1000))
+    monkeypatch.setattr(benchmark.time, "perf_counter", lambda: next(clock))  # each call advances 1 s
+    steps = {"a": lambda: calls.append("a"), "b": lambda: (calls.append("b"), next(clock))}  # b: 1 s slower
+    medians = benchmark.interleaved_median_times(steps, repeats=3, warmup=1, device="cpu")
+    assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"]  # warm-up, then one timing of each per round
+    assert medians == {"a": 1, "b": 2}

@@ -309,7 +309,6 @@ def build_model(task: Task, tokenizer, args):
     return model
 
 
-@torch.no_grad()
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """Adam with betas (0.9, 0.98) and eps 1e-9 (Section 5.3). With weight decay: AdamW's decoupled decay,
     on the weight matrices and embeddings only (decaying biases and LayerNorm gains only shrinks them)."""
@@ -322,6 +321,7 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> t
                               {"params": vectors, "weight_decay": 0.0}], **adam)
 
 
+@torch.no_grad()
 def validation_loss(model, data: dict, accelerator: Accelerator, max_tokens: int, pad_token_id: int) -> float:
     model.eval()
     total, items = 0.0, 0

@@ -5,10 +5,10 @@ import torch
 
 from conftest import VOCAB, padded_batch, random_tokens, tiny_classifier, tiny_config, tiny_seq2seq
 from vanilla_transformer.configuration import VanillaTransformerConfig
-from vanilla_transformer.modeling import modeling_vanilla_transformer
 from vanilla_transformer.modeling import (
     VanillaTransformerForConditionalGeneration,
     VanillaTransformerForSequenceClassification,
+    modeling_vanilla_transformer,
 )
 
 ATTENTION_IMPLEMENTATIONS = ["eager", "sdpa"]

@@ -2,6 +2,8 @@
 training script's 2-process run equal to a 1-process run with the same global batch) run in a fresh
 pytest process: forking two workers from a process that other tests have filled with threads hung."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +23,6 @@ def test_two_process_checks_pass_in_a_fresh_process():
 def test_readme_cpu_launch_with_accumulation_equals_one_process(tmp_path):
     """The README's launch command for CPU processes (2 processes x 2 accumulated micro-batches) gives the
     losses of 1 process accumulating 4, and finishes cleanly (exit 0, results written)."""
-    import json
-    import os
-
     from tiny_datasets import EXAMPLES, multi30k, train_arguments
 
     import train

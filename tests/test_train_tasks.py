@@ -230,3 +230,23 @@ def test_weight_decay_shrinks_weight_matrices_only_and_zero_is_the_papers_adam()
     for old, new in zip(before, model.parameters()):
         expected = old * (1 - 0.1 * 0.5) if old.dim() >= 2 else old
         torch.testing.assert_close(new.detach(), expected)
+
+
+def test_validation_loss_builds_no_autograd_graph():
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    class RecordsGradMode(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight, self.grad_enabled = torch.nn.Parameter(torch.ones(())), []
+
+        def forward(self, input_ids, labels, num_items_in_batch=None, **kwargs):
+            self.grad_enabled.append(torch.is_grad_enabled())
+            return SimpleNamespace(loss=self.weight * labels.ne(-100).sum())
+
+    model = RecordsGradMode()
+    data = {"input_ids": [[5, 6, 7], [5, 6]], "labels": [[8, 9], [8]]}
+    loss = train.validation_loss(model, data, Accelerator(cpu=True), max_tokens=100, pad_token_id=0)
+    assert loss == 1.0 and model.grad_enabled and not any(model.grad_enabled)

@@ -7,7 +7,7 @@ field whose default is the paper's choice.
 from transformers import PreTrainedConfig
 
 POSITIONAL_ENCODINGS = ("sinusoidal", "learned")
-CLASSIFIER_POOLINGS = ("mean", "first")
+CLASSIFIER_POOLINGS = ("mean", "max", "first")
 
 
 class VanillaTransformerConfig(PreTrainedConfig):
@@ -30,7 +30,8 @@ class VanillaTransformerConfig(PreTrainedConfig):
         attention_window: None = global (soft) attention over all positions; an integer w = local attention
             in self-attention, where a position attends only to positions at distance <= w.
         label_smoothing: epsilon_ls of the training loss (the paper trains with 0.1, Section 5.4).
-        classifier_pooling: how the sequence-classification head pools the encoder output ("mean" or "first").
+        classifier_pooling: how the sequence-classification head pools the encoder output: "mean" or "max" over
+            the real (unpadded) positions, or "first" (the first position).
     """
 
     model_type = "vanilla_transformer"

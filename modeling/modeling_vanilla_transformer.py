@@ -856,6 +856,11 @@ class VanillaTransformerForSequenceClassification(VanillaTransformerPreTrainedMo
     def pool(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if self.config.classifier_pooling == "first":
             return hidden_states[:, 0]
+        if self.config.classifier_pooling == "max":
+            if attention_mask is not None:  # padding never wins the maximum
+                padding = attention_mask.unsqueeze(-1) == 0
+                hidden_states = hidden_states.masked_fill(padding, torch.finfo(hidden_states.dtype).min)
+            return hidden_states.amax(dim=1)
         if attention_mask is None:
             return hidden_states.mean(dim=1)
         weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)  # (B, S, 1): mean over real tokens only

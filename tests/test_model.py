@@ -258,8 +258,9 @@ def test_every_classifier_parameter_gets_a_gradient():
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_classifier_mean_pooling_ignores_padding():
-    model = tiny_classifier()
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_classifier_pooling_ignores_padding(pooling):
+    model = tiny_classifier(classifier_pooling=pooling)
     input_ids, attention_mask, _ = padded_batch()
     with torch.no_grad():
         batched = model(input_ids, attention_mask).logits
@@ -282,7 +283,7 @@ def test_classifier_mean_pooling_ignores_padding():
         ("attention_window", 2.5),
         ("positional_encoding", "rotary"),
         ("activation_function", "not-an-activation"),
-        ("classifier_pooling", "max"),
+        ("classifier_pooling", "median"),
         ("pad_token_id", VOCAB),
         ("max_position_embeddings", 0),
     ],

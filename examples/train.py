@@ -269,18 +269,20 @@ def hardware(accelerator: Accelerator) -> dict:
     return info
 
 
-def plot_learning_curves(history: list[dict], main_metric: str, path: Path) -> None:
+def plot_learning_curves(history: list[dict], task: Task, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     train = [h for h in history if "train_loss" in h]
+    main_metric = task.main_metric
     valid = [h for h in history if main_metric in h]
     figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axis.plot([h["step"] for h in train], [h["train_loss"] for h in train], label="training")
     loss_axis.plot([h["step"] for h in valid], [h["valid_loss"] for h in valid], "o-", label="validation")
-    loss_axis.set(xlabel="step", ylabel="loss", title="loss (seq2seq: label-smoothed, per target token)")
+    loss_title = "cross-entropy per example" if task.head == "classification" else "label-smoothed, per target token"
+    loss_axis.set(xlabel="step", ylabel="loss", title=f"loss ({loss_title})")
     loss_axis.legend()
     metric_axis.plot([h["step"] for h in valid], [h[main_metric] for h in valid], "o-")
     metric_axis.set(xlabel="step", ylabel=main_metric, title=f"validation {main_metric}")
@@ -578,7 +580,7 @@ def finish(args, task, tokenizer, accelerator, progress, started, commit, measur
         "history": progress.history,
     }
     (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    plot_learning_curves(progress.history, task.main_metric, output_dir / "learning_curves.png")
+    plot_learning_curves(progress.history, task, output_dir / "learning_curves.png")
     logger.info("wrote %s, %s and %s", model_dir, output_dir / "results.json", output_dir / "learning_curves.png")
     return results
 

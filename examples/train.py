@@ -71,6 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                        "(t5, gpt2, bert, lstm; see examples/baselines.py), or a Hub model id / model folder to "
                        "fine-tune with its own tokenizer")
     group.add_argument("--vocab-size", type=int, help="BPE vocabulary size, trained on the training split")
+    group.add_argument("--add-prefix-space", action=argparse.BooleanOptionalAction, default=None,
+                       help="encode the first word of the text and of each line with a leading space, so a word is "
+                            "one token wherever it stands (default: the task's)")
     group.add_argument("--config-overrides", default="",
                        help="VanillaTransformerConfig fields, e.g. 'd_model=512,encoder_layers=6,dropout=0.3'")
     group = parser.add_argument_group("training")
@@ -373,7 +376,8 @@ def train(args: argparse.Namespace) -> dict:
         if task.head == "seq2seq":
             texts += [r["target"] for r in train_records]  # one vocabulary for source and target (Section 5.1)
         tokenizer = VanillaTransformerTokenizer.train_from_iterator(
-            texts, vocab_size=args.vocab_size, model_max_length=task.max_source_length)
+            texts, vocab_size=args.vocab_size, model_max_length=task.max_source_length,
+            add_prefix_space=bool(args.add_prefix_space))
         if accelerator.is_main_process:
             tokenizer.save_pretrained(tokenizer_dir)
     train_data = tokenize_records(train_records, tokenizer, task)

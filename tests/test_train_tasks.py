@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from tiny_datasets import DATASETS, multi30k, samsum, sst2, train_arguments, write_gzip
-from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
 import attention_maps
 import evaluate_model
@@ -37,6 +37,8 @@ def test_task_trains_saves_and_scores_end_to_end(task_name, tmp_path):
     auto_class = AutoModelForSequenceClassification if task.head == "classification" else AutoModelForSeq2SeqLM
     model = auto_class.from_pretrained(output / "model")
     assert model.config.vocab_size <= 300
+    # the task's tokenizer choice reaches the published folder (SAMSum: speaker names with a prefix space)
+    assert AutoTokenizer.from_pretrained(output / "model").add_prefix_space == task.defaults.get("add_prefix_space", False)
 
     report = tmp_path / "eval" / "metrics.json"
     split = "test_2016_flickr" if task.data_format == "parallel" else task.validation_split

@@ -8,7 +8,8 @@ With `add_prefix_space=True` a word is the same token wherever it stands: the fi
 every line is encoded with a leading space, like a word inside a sentence. Without it, a name that begins a
 dialogue line ("Rob: ...") and the same name inside a summary ("... and Rob") are two unrelated tokens, and a
 summariser must learn the pair for every name before it can copy one. Line breaks are normalised to "\n"
-(without the spaces around them); apart from that, decoding still gives the text back.
+(without the spaces around them) and one leading space of the text is not kept; apart from that, decoding
+still gives the text back.
 """
 
 from collections.abc import Iterable

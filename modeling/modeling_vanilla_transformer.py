@@ -186,10 +186,15 @@ def blocked_local_attention(
     after = 0 if mask.causal else 1  # key blocks after the query's own
     span = 2 + after  # key blocks per query block
 
-    def neighbourhoods(x: torch.Tensor) -> torch.Tensor:  # (B, H, L, Dh) -> (B, H, blocks, span * w, Dh)
-        x = nn.functional.pad(x, (0, 0, block, tail + after * block))
-        x = x.view(batch, heads, num_blocks + span - 1, block, head_dim)
-        return torch.cat([x[:, :, i : i + num_blocks] for i in range(span)], dim=3)
+    def neighbourhoods(x: torch.Tensor) -> torch.Tensor:  # (B, H, L, Dh) -> (B * blocks, H, span * w, Dh)
+        # The sequences of the batch, each padded to whole blocks, laid end to end with one empty block
+        # before and after: the neighbourhood of every block is then a window of this one tensor, and the
+        # overlapping windows are a view (`unfold`), not span copies of K and V kept for the backward pass.
+        # Keys that a window borrows from the next or previous sequence are hidden by the mask below.
+        x = nn.functional.pad(x.transpose(1, 2), (0, 0, 0, 0, 0, tail))  # (B, blocks * w, H, Dh)
+        x = nn.functional.pad(x.reshape(batch * num_blocks * block, heads, head_dim),
+                              (0, 0, 0, 0, block, after * block))
+        return x.unfold(0, span * block, block).transpose(2, 3)  # (B * blocks, H, span * w, Dh)
 
     def by_block(x: torch.Tensor) -> torch.Tensor:  # (B, H, blocks, n, Dh) -> (B * blocks, H, n, Dh)
         return x.transpose(1, 2).reshape(batch * num_blocks, heads, x.shape[3], head_dim)
@@ -210,7 +215,7 @@ def blocked_local_attention(
     # it attends to nothing, as in `eager_attention_forward`.
     self_position = offset == 0
     output = nn.functional.scaled_dot_product_attention(
-        by_block(queries), by_block(neighbourhoods(key)), by_block(neighbourhoods(value)),
+        by_block(queries), neighbourhoods(key), neighbourhoods(value),
         attn_mask=(visible | (self_position & ~sees_something)).view(batch * num_blocks, 1, block, span * block),
         dropout_p=dropout if module.training else 0.0, scale=scaling,
     )  # (B * blocks, H, w, Dh)

@@ -1,12 +1,11 @@
 """Speed and memory of our model against transformers' MarianMTModel and BartForConditionalGeneration built
 at exactly the same size from a config (no download), measured in the same run, printed as ratios.
 
-    .venv/bin/python examples/benchmark.py                 # the full benchmark (about 7 minutes on 2 CPU cores)
+    .venv/bin/python examples/benchmark.py                 # the full benchmark (about 6 minutes on 2 CPU cores)
     .venv/bin/python examples/benchmark.py --quick         # tiny sizes, one repetition: checks the script runs
 
 Measured, for each model: training tokens/s (forward + backward + AdamW step) in float32 and under bf16
-autocast, once with all models in this process and once with each model in a process of its own (the models
-take turns either way); greedy and 4-beam generation in ms per generated token (exactly --new-tokens tokens); peak memory
+autocast; greedy and 4-beam generation in ms per generated token (exactly --new-tokens tokens); peak memory
 of training (in a fresh process: on a CPU the peak resident set above the one before the first step, on a
 GPU the allocator's peak); model FLOPs utilisation against
 the measured matrix-multiply ceiling of the same machine and precision. Then an encoder length sweep,
@@ -29,7 +28,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -215,53 +213,6 @@ def peak_memory_child(spec: dict) -> dict:
     return {"peak_bytes": peak_memory_since(start, device), "seconds": seconds}
 
 
-class TrainingInOwnProcess:
-    """One model training in a process of its own, one step per call, so that models can take turns (as in
-    `interleaved_median_times`) without sharing a heap: on a CPU, memory one model freed and another reuses
-    spares the second the kernel's fresh pages, which a user's training run (one model per process) pays."""
-
-    def __init__(self, spec: dict):
-        self.errors = tempfile.TemporaryFile(mode="w+")
-        self.process = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], text=True,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors)
-
-    def __call__(self) -> None:
-        self.process.stdin.write("step\n")
-        self.process.stdin.flush()
-        if self.process.stdout.readline().strip() != "done":
-            self.errors.seek(0)
-            raise RuntimeError(f"training worker failed:\n{self.errors.read()[-3000:]}")
-
-    def close(self) -> None:
-        self.process.stdin.close()
-        self.process.wait()
-        self.errors.close()
-
-
-def training_worker(spec: dict) -> None:
-    """The loop of a `TrainingInOwnProcess`: one training step for each line read, answered by "done"."""
-    torch.manual_seed(0)
-    model = build(spec["model"], spec["size"]).to(spec["device"])
-    batch = {k: v.to(spec["device"]) for k, v in batch_for(spec["size"]).items()}
-    step = training_step_fn(model, batch, spec["device"], spec["bf16"])
-    for _ in sys.stdin:
-        step()
-        synchronize(spec["device"])
-        print("done", flush=True)
-
-
-def measure_training_in_own_processes(names, size, device, bf16, repeats, warmup) -> dict:
-    """Training tokens/s of each model, each in a process of its own, taking turns."""
-    workers = {name: TrainingInOwnProcess({"model": name, "size": size, "device": device, "bf16": bf16})
-               for name in names}
-    try:
-        seconds = interleaved_median_times(workers, repeats, warmup, device)
-    finally:
-        for worker in workers.values():
-            worker.close()
-    return {name: size["batch"] * (size["source"] + size["target"]) / s for name, s in seconds.items()}
-
-
 def in_fresh_process(spec: dict) -> dict:
     result = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
     if result.returncode != 0:
@@ -305,11 +256,7 @@ def main(argv=None) -> int:
                         help="also measure ours under torch.compile (against ours, in a separate process)")
     parser.add_argument("--output", default="outputs/benchmark.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        training_worker(json.loads(args.worker))
-        return 0
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
@@ -343,9 +290,6 @@ def main(argv=None) -> int:
             for name in models:
                 table[name][f"train_tokens_per_second_{precision}"] = training[name]["tokens_per_second"]
                 table[name][f"mfu_{precision}"] = training[name]["flops_per_second"] / ceiling
-            own_processes = measure_training_in_own_processes(models, size, device, bf16, repeats, warmup)
-            for name in models:
-                table[name][f"train_tokens_per_second_{precision}_own_process"] = own_processes[name]
             if args.compile:
                 compiled = in_fresh_process({"kind": "compiled-training", "size": size, "device": device,
                                              "bf16": bf16, "repeats": repeats, "warmup": warmup})

@@ -1,5 +1,5 @@
 """torch.compile works on the model and computes what the uncompiled model computes (loss and gradients),
-for global and blocked local attention. Run in a fresh process: compiling leaves worker state behind that
+for global and blocked local attention, and on the CPU dropout. Run in a fresh process: compiling leaves worker state behind that
 the forked multi-process tests must not inherit."""
 
 import subprocess
@@ -26,6 +26,12 @@ CHECK = textwrap.dedent("""
         torch.testing.assert_close(compiled_loss, loss, rtol=1e-5, atol=1e-6)
         for name, p in model.named_parameters():
             torch.testing.assert_close(p.grad, expected[name], rtol=1e-4, atol=1e-6, msg=name)
+    # the CPU dropout (16-bit random numbers) compiles too: its rate and gradient hold
+    from vanilla_transformer.modeling.modeling_vanilla_transformer import Dropout
+    x = torch.ones(4096, 64, requires_grad=True)
+    y = torch.compile(Dropout(0.1).train())(x)
+    y.sum().backward()
+    assert abs((y == 0).float().mean().item() - 0.1) < 0.01 and torch.equal(x.grad, y.detach())
     print("ok")
 """)
 

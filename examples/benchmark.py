@@ -176,8 +176,9 @@ def matmul_ceiling(device: str, dtype: torch.dtype, n: int, repeats: int) -> flo
 
 
 def child(spec: dict) -> dict:
-    """One measurement in this fresh process: ours against ours under torch.compile (whose compile workers
-    must not share the CPU with the other timings), or the peak memory of a training step or an encoder."""
+    """One measurement in this fresh process: ours against ours under torch.compile (a compiled model in the
+    main process slowed the other models' bf16 timings by 10-25%), or the peak memory of a training step or
+    an encoder."""
     if spec["kind"] == "compiled-training":
         training = measure_training(["ours"], spec["size"], spec["device"], spec["bf16"], spec["repeats"],
                                     spec["warmup"], compiled=["ours"])

@@ -1,6 +1,6 @@
 """torch.compile works on the model and computes what the uncompiled model computes (loss and gradients),
-for global and blocked local attention, and on the CPU dropout. Run in a fresh process: compiling leaves worker state behind that
-the forked multi-process tests must not inherit."""
+for global and blocked local attention, and on the CPU dropout. Run in a fresh process: compiling leaves
+worker state behind that the forked multi-process tests must not inherit."""
 
 import subprocess
 import sys

@@ -1,0 +1,57 @@
+"""examples/source_dependence.py: mismatching sources changes the loss of a model that reads them, and
+changes nothing for a model whose decoder cannot see the encoder."""
+
+import json
+
+import pytest
+import torch
+from tiny_datasets import multi30k, sst2, train_arguments
+
+import source_dependence
+import train
+from baselines import load_model
+from tasks import get_task, load_records
+from transformers import AutoTokenizer
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("source_dependence")
+    data = multi30k(folder / "data")
+    assert train.main(train_arguments("multi30k-en-de", data, folder / "run", "--max-steps", "3")) == 0
+    return data, folder / "run" / "model"
+
+
+def test_pairs_each_target_with_the_next_source():
+    data = {"input_ids": [[1], [2], [3]], "labels": [[7], [8], [9]]}
+    assert source_dependence.mismatched(data) == {"input_ids": [[2], [3], [1]], "labels": [[7], [8], [9]]}
+
+
+def test_reports_both_losses_of_a_model_that_reads_its_source(trained, capsys):
+    data, model = trained
+    assert source_dependence.main(["--model", str(model), "--task", "multi30k-en-de", "--data", str(data),
+                                   "--split", "val"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["records"] == 8
+    assert report["difference"] == pytest.approx(report["mismatched_loss"] - report["matched_loss"])
+    assert abs(report["difference"]) > 1e-4  # the encoder output reaches the loss
+
+
+def test_no_difference_when_the_decoder_cannot_see_the_encoder(trained):
+    data, folder = trained
+    task = get_task("multi30k-en-de")
+    model = load_model(folder, task)
+    with torch.no_grad():
+        for layer in model.model.decoder.layers:
+            layer.encoder_attn.out_proj.weight.zero_()  # encoder-decoder attention now adds nothing
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    report = source_dependence.source_dependence(model, tokenizer, task, load_records(task, str(data), "val"),
+                                                 max_tokens=8192, bf16=False)
+    assert report["difference"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_classification_task_is_a_clear_error(tmp_path, capsys):
+    data = sst2(tmp_path / "data")
+    assert source_dependence.main(["--model", str(tmp_path), "--task", "sst2", "--data", str(data),
+                                   "--split", "dev"]) == 1
+    assert "classification" in capsys.readouterr().err

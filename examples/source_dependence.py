@@ -14,6 +14,7 @@ import sys
 
 import torch
 from accelerate import Accelerator
+from transformers import AutoTokenizer
 
 from baselines import load_model
 from tasks import DataError, get_task, load_records
@@ -60,8 +61,6 @@ def main(argv=None) -> int:
         print(f"error: {len(records)} record(s) in split {args.split}; mismatching sources needs at least 2",
               file=sys.stderr)
         return 1
-    from transformers import AutoTokenizer
-
     model = load_model(args.model, task)
     tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)
     report = {"model": args.model, "task": task.name, "split": args.split, "records": len(records),

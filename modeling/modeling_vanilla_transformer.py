@@ -11,6 +11,8 @@ Shapes in comments: B batch, T target (query) length, S source (key) length, H h
 
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -238,31 +240,56 @@ def local_window_mask(config, attention_mask, causal: bool, output_attentions: b
 # ---------------------------------------------------------------------------------------------------
 
 
+# oneDNN's linear with a weight packed into its blocked layout (the op torch.compile's freezing uses).
+ONEDNN_PACKED_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+# Within a `packed_linear_weights` block: weight -> its packed copy (None after its first use); else None.
+_packed_weights: ContextVar[dict | None] = ContextVar("packed_linear_weights", default=None)
+
+
+@contextmanager
+def packed_linear_weights():
+    """Within this block, `Linear` layers doing float32 inference on a CPU pack their weight for oneDNN at
+    its second use and reuse the packed copy; the copies are dropped at the end of the block. The weights
+    must not change inside the block: a packed copy cannot notice, since not every in-place update is
+    visible (fused optimizers do not advance a tensor's version counter). `generate()` runs in such a block.
+    """
+    token = _packed_weights.set({})
+    try:
+        yield
+    finally:
+        _packed_weights.reset(token)
+
+
 class Linear(nn.Linear):
     """y = x W^T + b, as `nn.Linear` (same parameters, same state dict), with a faster path for decoding.
 
-    A decoding step multiplies a few rows (batch x beams) by each weight matrix, and the weights are no
-    longer in the CPU's cache from the step before, so the time goes into reading them. On a CPU in float32,
-    MKL reads such a weight matrix faster as the left operand of (W x^T)^T than as the transposed right
-    operand of x W^T (measured at 8 rows: the 256 x 8,000 output projection 0.58 ms against 1.15 ms, a
-    1,024 x 256 matrix 84 against 142 microseconds). Up to `max_rows_weight_first` rows it is computed that
-    way: the same products, with sums that may round differently in the last bit (about 1e-6 for
-    unit-scale inputs; the rounding also depends on the weight's memory alignment, so a model loaded from a
-    file can differ from the saved one in that bit). With more rows (training, the encoder) each weight is
-    reused enough that `nn.Linear` is as fast or faster; in bfloat16 the weight-first order is slower; a GPU
-    always uses `nn.Linear`.
+    Inside `packed_linear_weights()` (every `generate()` call), on a CPU in float32 with no gradient to
+    compute, a weight used more than once (the decoder's, once per step) is packed into oneDNN's blocked
+    layout and its products go through oneDNN, which is several times faster than PyTorch's own float32
+    product (MKL) at the few rows of a decoding step on the CPU this was measured on (numbers in the
+    README's Performance section). Packing costs more than one product saves, so a weight's first product
+    in the block (the encoder's only one) uses `nn.Linear`. The products are the same; sums can round
+    differently in the last bits. Elsewhere (training, bfloat16 or autocast, torch.compile, GPUs) this is
+    `nn.Linear`.
     """
 
-    max_rows_weight_first = 32
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // self.in_features
-        if (rows > self.max_rows_weight_first or x.device.type != "cpu" or x.dtype != torch.float32
-                or self.weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu")):
+        packed_weights = _packed_weights.get()
+        if packed_weights is None or not self.uses_packed_weight(x):
             return super().forward(x)
-        columns = x.reshape(rows, self.in_features).t()  # x^T: (in, rows)
-        y = self.weight @ columns if self.bias is None else torch.addmm(self.bias.unsqueeze(1), self.weight, columns)
-        return y.t().contiguous().view(*x.shape[:-1], self.out_features)
+        if self.weight not in packed_weights:  # first use: one product does not repay the packing (encoder)
+            packed_weights[self.weight] = None
+            return super().forward(x)
+        if packed_weights[self.weight] is None:
+            packed_weights[self.weight] = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach())
+        return torch.ops.mkldnn._linear_pointwise(x, packed_weights[self.weight], self.bias, "none", [], "")
+
+    def uses_packed_weight(self, x: torch.Tensor) -> bool:
+        """Whether this input may take the packed path (inside a `packed_linear_weights` block)."""
+        needs_gradients = torch.is_grad_enabled() and (
+            x.requires_grad or self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad))
+        return (ONEDNN_PACKED_LINEAR and x.device.type == "cpu" and x.dtype == self.weight.dtype == torch.float32
+                and not needs_gradients and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
 
 
 class VanillaTransformerAttention(nn.Module):
@@ -808,6 +835,11 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def generate(self, *args, **kwargs):
+        """`GenerationMixin.generate`, with `Linear` layers using packed weights for the call (faster on a CPU)."""
+        with packed_linear_weights():
+            return super().generate(*args, **kwargs)
 
     def _reorder_cache(self, past_key_values: Cache, beam_idx: torch.LongTensor) -> Cache:
         """Beam search keeps, for each input, the beams in `beam_idx`: reorder their decoder self-attention

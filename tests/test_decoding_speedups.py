@@ -1,5 +1,6 @@
-"""The two decoding speed-ups give the results of the straightforward code: `Linear`'s weight-first product
-for few rows, and beam search leaving the encoder-decoder attention cache unreordered."""
+"""The two decoding speed-ups give the results of the straightforward code: `Linear`'s product through a
+packed oneDNN weight for float32 inference on a CPU inside `generate()`, and beam search leaving the
+encoder-decoder attention cache unreordered."""
 
 import pytest
 import torch
@@ -7,42 +8,105 @@ from torch import nn
 
 from conftest import random_tokens, tiny_seq2seq
 from vanilla_transformer.modeling import VanillaTransformerForConditionalGeneration
-from vanilla_transformer.modeling.modeling_vanilla_transformer import Linear
+from vanilla_transformer.modeling import modeling_vanilla_transformer
+from vanilla_transformer.modeling.modeling_vanilla_transformer import Linear, packed_linear_weights
+
+packed_path = pytest.mark.skipif(not modeling_vanilla_transformer.ONEDNN_PACKED_LINEAR,
+                                 reason="this PyTorch build has no oneDNN linear")
+
+
+@packed_path
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("leading_shape", [(1,), (8, 1), (4, 8), (3, 11), (2, 0)])
+def test_linear_with_packed_weight_equals_nn_linear(bias, leading_shape):
+    torch.manual_seed(0)
+    layer = Linear(48, 80, bias=bias)
+    x = torch.randn(*leading_shape, 48)
+    with torch.no_grad(), packed_linear_weights():
+        assert layer.uses_packed_weight(x)
+        unpacked, packed = layer(x), layer(x)  # the weight is packed at its second use
+        reference = nn.functional.linear(x, layer.weight, layer.bias)
+    assert torch.equal(unpacked, reference)
+    assert packed.shape == (*leading_shape, 80) and packed.dtype == torch.float32
+    torch.testing.assert_close(packed, reference)
 
 
 @pytest.mark.parametrize("bias", [False, True])
-@pytest.mark.parametrize("leading_shape", [(1,), (8, 1), (4, 8), (3, 11)])  # 1 to 33 rows: both paths
-def test_linear_equals_nn_linear_values_and_gradients(bias, leading_shape):
+def test_linear_training_equals_nn_linear_values_and_gradients(bias):
     torch.manual_seed(0)
     layer = Linear(48, 80, bias=bias)
-    x = torch.randn(*leading_shape, 48, requires_grad=True)
-    y = layer(x)
+    x = torch.randn(4, 8, 48, requires_grad=True)
+    with packed_linear_weights():
+        assert not layer.uses_packed_weight(x)
+        y = layer(x)
     reference = nn.functional.linear(x, layer.weight, layer.bias)
-    torch.testing.assert_close(y, reference)
-    assert y.shape == (*leading_shape, 80) and y.is_contiguous()
-
+    assert torch.equal(y, reference)
     upstream = torch.randn_like(y)
     gradients = torch.autograd.grad(y, [x, *layer.parameters()], upstream)
     reference_gradients = torch.autograd.grad(reference, [x, *layer.parameters()], upstream)
     for gradient, expected in zip(gradients, reference_gradients):
-        torch.testing.assert_close(gradient, expected)
+        assert torch.equal(gradient, expected)
 
 
-def test_linear_takes_the_weight_first_path_only_for_few_float32_rows(monkeypatch):
-    def plain_linear(self, x):
-        calls.append(x.numel() // self.in_features)
-        return nn.functional.linear(x, self.weight, self.bias)
+@packed_path
+def test_linear_packs_a_weight_at_its_second_use_in_a_block_and_only_inside_one(monkeypatch):
+    packings = []
+    pack = torch.ops.mkldnn._reorder_linear_weight
+    monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight",
+                        lambda weight, *args: packings.append(weight) or pack(weight, *args))
+    layer = Linear(16, 24)
+    with torch.no_grad():
+        layer(torch.randn(3, 16))
+        assert packings == []
+        with packed_linear_weights():
+            layer(torch.randn(3, 16))
+            assert packings == []
+        for _ in range(2):
+            with packed_linear_weights():
+                for rows in [3, 5, 3]:
+                    layer(torch.randn(rows, 16))
+    assert [weight.data_ptr() for weight in packings] == [layer.weight.data_ptr()] * 2
 
-    calls = []
-    monkeypatch.setattr(nn.Linear, "forward", plain_linear)
+
+@packed_path
+def test_generate_sees_weights_updated_by_a_fused_optimizer_between_calls():
+    """Fused optimizers update weights without advancing their version counter: packed copies kept from an
+    earlier `generate()` call would go unnoticed stale."""
+    model, input_ids = tiny_seq2seq(), random_tokens(3, 7)
+
+    def greedy():
+        return model.generate(input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=8,
+                              do_sample=False, output_logits=True, return_dict_in_generate=True)
+
+    before = greedy()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05, fused=True)
+    model(input_ids, labels=random_tokens(3, 5, seed=1)).loss.backward()
+    optimizer.step()
+    after = greedy()
+    assert not torch.equal(after.sequences, before.sequences)
+    with torch.no_grad():  # the updated model, run outside generate(): plain nn.Linear
+        logits = model(input_ids, decoder_input_ids=after.sequences[:, :-1]).logits
+    torch.testing.assert_close(torch.stack(after.logits, 1), logits)
+
+
+def test_linear_uses_the_packed_weight_only_for_float32_cpu_inference(monkeypatch):
     layer = Linear(16, 16)
-    layer(torch.randn(Linear.max_rows_weight_first, 16))
-    layer(torch.randn(Linear.max_rows_weight_first + 1, 16))
-    layer(torch.randn(2, 16))
-    layer.to(torch.bfloat16)(torch.randn(2, 16, dtype=torch.bfloat16))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        layer.float()(torch.randn(2, 16))
-    assert calls == [Linear.max_rows_weight_first + 1, 2, 2]
+    x = torch.randn(2, 16)
+    expected = modeling_vanilla_transformer.ONEDNN_PACKED_LINEAR
+    with torch.no_grad():
+        assert layer.uses_packed_weight(x) == expected
+        assert not layer.uses_packed_weight(x.bfloat16())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not layer.uses_packed_weight(x)
+    with torch.inference_mode():
+        assert layer.uses_packed_weight(x) == expected
+    assert not layer.uses_packed_weight(x)  # gradients wanted for the weight
+    layer.requires_grad_(False)
+    assert layer.uses_packed_weight(x) == expected  # frozen layer, input without gradient
+    assert not layer.uses_packed_weight(x.requires_grad_())
+    monkeypatch.setattr(modeling_vanilla_transformer, "ONEDNN_PACKED_LINEAR", False)
+    with torch.no_grad():
+        assert not layer.uses_packed_weight(x)
 
 
 def generate(model, input_ids, num_beams):
@@ -53,10 +117,10 @@ def generate(model, input_ids, num_beams):
 
 
 @pytest.mark.parametrize("num_beams", [1, 4])
-def test_generation_with_weight_first_linears_equals_plain_linears(num_beams, monkeypatch):
+def test_generation_with_packed_linears_equals_plain_linears(num_beams, monkeypatch):
     model, input_ids = tiny_seq2seq(), random_tokens(3, 7)
     fast = generate(model, input_ids, num_beams)
-    monkeypatch.setattr(Linear, "max_rows_weight_first", -1)  # every Linear through nn.Linear
+    monkeypatch.setattr(Linear, "uses_packed_weight", lambda self, x: False)  # every Linear through nn.Linear
     plain = generate(model, input_ids, num_beams)
     assert torch.equal(fast.sequences, plain.sequences)
     torch.testing.assert_close(torch.stack(fast.scores), torch.stack(plain.scores))

@@ -7,10 +7,11 @@ at exactly the same size from a config (no download), measured in the same run, 
 Measured, for each model: training tokens/s (forward + backward + AdamW step) in float32 and under bf16
 autocast; greedy and 4-beam generation in ms per generated token (exactly --new-tokens tokens); peak memory
 of training (in a fresh process: on a CPU the peak resident set above the one before the first step, on a
-GPU the allocator's peak); model FLOPs utilisation against
-the measured matrix-multiply ceiling of the same machine and precision. Then an encoder length sweep,
-global attention against local attention in blocks (window 64): time and peak memory per length, with a
-log-log plot. Results go to --output (JSON) and the terminal.
+GPU the allocator's peak); model FLOPs utilisation against the measured matrix-multiply ceiling of the same
+machine and precision. Generation is also measured for "ours-unpacked" (ours with
+`pack_weights_in_generate = False`), so the gain of `Linear`'s packed weights is a ratio within the run.
+Then an encoder length sweep, global attention against local attention in blocks (window 64): time and peak
+memory per length, with a log-log plot. Results go to --output (JSON) and the terminal.
 
 FLOP formula (per training step = 3 x forward, the backward pass costing twice the forward):
   forward = 2 * sum over matrix multiplies of (rows x inner x columns)
@@ -59,7 +60,9 @@ def build(name: str, size: dict, max_positions: int = 512) -> torch.nn.Module:
     if name.startswith("ours"):  # "ours" uses SDPA (the default), "ours-eager" our written-out attention
         config = VanillaTransformerConfig(**common, num_attention_heads=size["heads"], ffn_dim=size["ffn"],
                                           attn_implementation="eager" if name == "ours-eager" else "sdpa")
-        return VanillaTransformerForConditionalGeneration(config)
+        model = VanillaTransformerForConditionalGeneration(config)
+        model.pack_weights_in_generate = name != "ours-unpacked"  # generation only: plain nn.Linear products
+        return model
     per_stack = dict(encoder_attention_heads=size["heads"], decoder_attention_heads=size["heads"],
                      encoder_ffn_dim=size["ffn"], decoder_ffn_dim=size["ffn"], activation_function="relu",
                      activation_dropout=0.0, scale_embedding=True, tie_word_embeddings=True)
@@ -296,10 +299,12 @@ def main(argv=None) -> int:
                                              "bf16": bf16, "repeats": repeats, "warmup": warmup})
                 table["ours"][f"train_tokens_per_second_{precision}_compiled"] = compiled["ours (compiled)"]
                 compiled_ratios[precision] = compiled["ours (compiled)"] / compiled["ours"]
+        table["ours-unpacked"] = {}  # ours, generating without packed weights (see `Linear`)
         for key, num_beams in [("greedy_ms_per_token", 1), ("beam4_ms_per_token", 4)]:
-            for name, ms in measure_generation(models, size, device, num_beams, new_tokens, repeats,
-                                               warmup).items():
+            for name, ms in measure_generation([*models, "ours-unpacked"], size, device, num_beams, new_tokens,
+                                               repeats, warmup).items():
                 table[name][key] = ms
+        print(f"[{size_name}] ours-unpacked: " + ", ".join(f"{k} {v:.4g}" for k, v in table["ours-unpacked"].items()))
         for name in models:
             memory = in_fresh_process({"kind": "training", "model": name, "size": size, "device": device,
                                        "bf16": False, "repeats": 2})
@@ -307,7 +312,7 @@ def main(argv=None) -> int:
             table[name]["parameters"] = sum(p.numel() for p in build(name, size).parameters() if p.requires_grad)
             print(f"[{size_name}] {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in table[name].items()))
         ratios = {}
-        for reference in ("ours-eager", "marian", "bart"):
+        for reference in ("ours-eager", "ours-unpacked", "marian", "bart"):
             for key, value in table["ours"].items():
                 if key in table[reference] and key != "parameters" and not key.startswith("mfu"):
                     lower_is_better = "ms_per_token" in key or "bytes" in key

@@ -11,7 +11,7 @@ Shapes in comments: B batch, T target (query) length, S source (key) length, H h
 
 import math
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -814,6 +814,8 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
         "lm_head.weight": "model.encoder.embed_tokens.weight",
         "model.decoder.embed_tokens.weight": "model.encoder.embed_tokens.weight",
     }
+    # False: `generate()` keeps plain `nn.Linear` products (no packed copies of the decoder's weights).
+    pack_weights_in_generate = True
 
     def __init__(self, config: VanillaTransformerConfig):
         super().__init__(config)
@@ -837,8 +839,9 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     def generate(self, *args, **kwargs):
-        """`GenerationMixin.generate`, with `Linear` layers using packed weights for the call (faster on a CPU)."""
-        with packed_linear_weights():
+        """`GenerationMixin.generate`; its float32 products on a CPU use packed weights (see `Linear`) unless
+        `pack_weights_in_generate` is False."""
+        with packed_linear_weights() if self.pack_weights_in_generate else nullcontext():
             return super().generate(*args, **kwargs)
 
     def _reorder_cache(self, past_key_values: Cache, beam_idx: torch.LongTensor) -> Cache:

@@ -48,12 +48,20 @@ def test_linear_training_equals_nn_linear_values_and_gradients(bias):
         assert torch.equal(gradient, expected)
 
 
-@packed_path
-def test_linear_packs_a_weight_at_its_second_use_in_a_block_and_only_inside_one(monkeypatch):
+def count_packings(monkeypatch) -> list:
+    """The weights packed from now on, in order."""
     packings = []
+    if not modeling_vanilla_transformer.ONEDNN_PACKED_LINEAR:
+        return packings
     pack = torch.ops.mkldnn._reorder_linear_weight
     monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight",
                         lambda weight, *args: packings.append(weight) or pack(weight, *args))
+    return packings
+
+
+@packed_path
+def test_linear_packs_a_weight_at_its_second_use_in_a_block_and_only_inside_one(monkeypatch):
+    packings = count_packings(monkeypatch)
     layer = Linear(16, 24)
     with torch.no_grad():
         layer(torch.randn(3, 16))
@@ -118,10 +126,14 @@ def generate(model, input_ids, num_beams):
 
 @pytest.mark.parametrize("num_beams", [1, 4])
 def test_generation_with_packed_linears_equals_plain_linears(num_beams, monkeypatch):
+    packings = count_packings(monkeypatch)
     model, input_ids = tiny_seq2seq(), random_tokens(3, 7)
     fast = generate(model, input_ids, num_beams)
-    monkeypatch.setattr(Linear, "uses_packed_weight", lambda self, x: False)  # every Linear through nn.Linear
+    # every decoder weight and the output projection, once (the tiny model has 2 decoder layers)
+    assert len(packings) == (2 * 8 + 1 if modeling_vanilla_transformer.ONEDNN_PACKED_LINEAR else 0)
+    model.pack_weights_in_generate = False  # every Linear through nn.Linear
     plain = generate(model, input_ids, num_beams)
+    assert len(packings) == (17 if modeling_vanilla_transformer.ONEDNN_PACKED_LINEAR else 0)
     assert torch.equal(fast.sequences, plain.sequences)
     torch.testing.assert_close(torch.stack(fast.scores), torch.stack(plain.scores))
 

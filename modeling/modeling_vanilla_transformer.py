@@ -240,8 +240,9 @@ def local_window_mask(config, attention_mask, causal: bool, output_attentions: b
 # ---------------------------------------------------------------------------------------------------
 
 
-# oneDNN's linear with a weight packed into its blocked layout (the op torch.compile's freezing uses).
-ONEDNN_PACKED_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+# oneDNN's linear layer: the product torch.compile's CPU freezing uses, here also with a weight packed into
+# oneDNN's blocked layout (faster still when the same weight multiplies a few rows again and again).
+ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
 # Within a `packed_linear_weights` block: weight -> its packed copy (None after its first use); else None.
 _packed_weights: ContextVar[dict | None] = ContextVar("packed_linear_weights", default=None)
 
@@ -260,36 +261,62 @@ def packed_linear_weights():
         _packed_weights.reset(token)
 
 
-class Linear(nn.Linear):
-    """y = x W^T + b, as `nn.Linear` (same parameters, same state dict), with a faster path for decoding.
+class OneDNNLinearFunction(torch.autograd.Function):
+    """y = x W^T + b and its gradients, the products with W through oneDNN. The weight's gradient dy^T x stays
+    with PyTorch's product, which was the faster one for it (README, Performance)."""
 
-    Inside `packed_linear_weights()` (every `generate()` call), on a CPU in float32 with no gradient to
-    compute, a weight used more than once (the decoder's, once per step) is packed into oneDNN's blocked
-    layout and its products go through oneDNN, which is several times faster than PyTorch's own float32
-    product (MKL) at the few rows of a decoding step on the CPU this was measured on (numbers in the
-    README's Performance section). Packing costs more than one product saves, so a weight's first product
-    in the block (the encoder's only one) uses `nn.Linear`. The products are the same; sums can round
-    differently in the last bits. Elsewhere (training, bfloat16 or autocast, torch.compile, GPUs) this is
-    `nn.Linear`.
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:  # dy W: a linear layer whose weight is W^T (a view, not a copy)
+            grad_x = torch.ops.mkldnn._linear_pointwise(grad_y, weight.t(), None, "none", [], "")
+        grad_rows = grad_y.reshape(-1, grad_y.shape[-1])
+        if ctx.needs_input_grad[1]:
+            grad_weight = grad_rows.t() @ x.reshape(-1, x.shape[-1])
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_rows.sum(0)
+        return grad_x, grad_weight, grad_bias
+
+
+class Linear(nn.Linear):
+    """y = x W^T + b, as `nn.Linear` (same parameters, same state dict), with faster products on a CPU.
+
+    On a CPU in float32 (without autocast or torch.compile), the products go through oneDNN, which was
+    faster than PyTorch's own float32 product (MKL) on the CPU this was measured on, above all at the few
+    rows of a decoding step. Inside `packed_linear_weights()` (every `generate()` call), a weight used more
+    than once without gradients (the decoder's, once per step) is also packed into oneDNN's blocked layout;
+    packing costs more than one product saves, so a weight's first product in the block (the encoder's only
+    one) is not packed. The products are the same as `nn.Linear`'s; sums can round differently in the last
+    bits. Elsewhere (GPUs, bfloat16, autocast, torch.compile) this is `nn.Linear`. Measurements: README,
+    Performance.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        packed_weights = _packed_weights.get()
-        if packed_weights is None or not self.uses_packed_weight(x):
+        if not self.uses_onednn(x):
             return super().forward(x)
+        packed_weights = _packed_weights.get()
+        needs_gradients = torch.is_grad_enabled() and (
+            x.requires_grad or self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad))
+        if packed_weights is None or needs_gradients:
+            return OneDNNLinearFunction.apply(x, self.weight, self.bias)
         if self.weight not in packed_weights:  # first use: one product does not repay the packing (encoder)
             packed_weights[self.weight] = None
-            return super().forward(x)
+            return OneDNNLinearFunction.apply(x, self.weight, self.bias)
         if packed_weights[self.weight] is None:
             packed_weights[self.weight] = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach())
         return torch.ops.mkldnn._linear_pointwise(x, packed_weights[self.weight], self.bias, "none", [], "")
 
-    def uses_packed_weight(self, x: torch.Tensor) -> bool:
-        """Whether this input may take the packed path (inside a `packed_linear_weights` block)."""
-        needs_gradients = torch.is_grad_enabled() and (
-            x.requires_grad or self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad))
-        return (ONEDNN_PACKED_LINEAR and x.device.type == "cpu" and x.dtype == self.weight.dtype == torch.float32
-                and not needs_gradients and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
+    def uses_onednn(self, x: torch.Tensor) -> bool:
+        return (ONEDNN_LINEAR and x.device.type == "cpu" and x.dtype == self.weight.dtype == torch.float32
+                and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
 
 
 class VanillaTransformerAttention(nn.Module):

@@ -1,6 +1,6 @@
-"""The two decoding speed-ups give the results of the straightforward code: `Linear`'s product through a
-packed oneDNN weight for float32 inference on a CPU inside `generate()`, and beam search leaving the
-encoder-decoder attention cache unreordered."""
+"""The speed-ups of `Linear` and of beam search give the results of the straightforward code: `Linear`'s
+products through oneDNN on a CPU in float32 (values and gradients), with weights packed inside
+`generate()`, and beam search leaving the encoder-decoder attention cache unreordered."""
 
 import pytest
 import torch
@@ -11,47 +11,67 @@ from vanilla_transformer.modeling import VanillaTransformerForConditionalGenerat
 from vanilla_transformer.modeling import modeling_vanilla_transformer
 from vanilla_transformer.modeling.modeling_vanilla_transformer import Linear, packed_linear_weights
 
-packed_path = pytest.mark.skipif(not modeling_vanilla_transformer.ONEDNN_PACKED_LINEAR,
+packed_path = pytest.mark.skipif(not modeling_vanilla_transformer.ONEDNN_LINEAR,
                                  reason="this PyTorch build has no oneDNN linear")
 
 
 @packed_path
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("leading_shape", [(1,), (8, 1), (4, 8), (3, 11), (2, 0)])
-def test_linear_with_packed_weight_equals_nn_linear(bias, leading_shape):
+def test_linear_with_packed_weight_equals_nn_linear(bias, leading_shape, monkeypatch):
+    packings = count_packings(monkeypatch)
     torch.manual_seed(0)
     layer = Linear(48, 80, bias=bias)
     x = torch.randn(*leading_shape, 48)
     with torch.no_grad(), packed_linear_weights():
-        assert layer.uses_packed_weight(x)
         unpacked, packed = layer(x), layer(x)  # the weight is packed at its second use
         reference = nn.functional.linear(x, layer.weight, layer.bias)
-    assert torch.equal(unpacked, reference)
-    assert packed.shape == (*leading_shape, 80) and packed.dtype == torch.float32
-    torch.testing.assert_close(packed, reference)
+    assert len(packings) == 1
+    for y in [unpacked, packed]:
+        assert y.shape == (*leading_shape, 80) and y.dtype == torch.float32
+        torch.testing.assert_close(y, reference)
 
 
 @pytest.mark.parametrize("bias", [False, True])
-def test_linear_training_equals_nn_linear_values_and_gradients(bias):
+@pytest.mark.parametrize("trainable", ["all", "input only", "layer only"])
+def test_linear_training_equals_nn_linear_values_and_gradients(bias, trainable):
     torch.manual_seed(0)
-    layer = Linear(48, 80, bias=bias)
-    x = torch.randn(4, 8, 48, requires_grad=True)
-    with packed_linear_weights():
-        assert not layer.uses_packed_weight(x)
-        y = layer(x)
+    layer = Linear(48, 80, bias=bias).requires_grad_(trainable != "input only")
+    x = torch.randn(4, 8, 48, requires_grad=trainable != "layer only")
+    assert layer.uses_onednn(x) == modeling_vanilla_transformer.ONEDNN_LINEAR
+    y = layer(x)
     reference = nn.functional.linear(x, layer.weight, layer.bias)
-    assert torch.equal(y, reference)
+    torch.testing.assert_close(y, reference)
     upstream = torch.randn_like(y)
-    gradients = torch.autograd.grad(y, [x, *layer.parameters()], upstream)
-    reference_gradients = torch.autograd.grad(reference, [x, *layer.parameters()], upstream)
-    for gradient, expected in zip(gradients, reference_gradients):
-        assert torch.equal(gradient, expected)
+    wanted = [t for t in [x, *layer.parameters()] if t.requires_grad]
+    gradients = torch.autograd.grad(y, wanted, upstream)
+    reference_gradients = torch.autograd.grad(reference, wanted, upstream)
+    for gradient, expected in zip(gradients, reference_gradients, strict=True):
+        torch.testing.assert_close(gradient, expected)
+
+
+@packed_path
+def test_linear_packs_weights_only_for_products_without_gradients(monkeypatch):
+    packings = count_packings(monkeypatch)
+    layer = Linear(16, 24)
+    x = torch.randn(3, 16)
+    with packed_linear_weights():
+        for _ in range(3):
+            layer(x).sum().backward()  # training inside the block: the weight may change, never packed
+        assert packings == []
+        layer.requires_grad_(False)
+        for _ in range(3):
+            layer(x.requires_grad_()).sum().backward()  # gradients for the input only: not packed either
+        assert packings == []
+        layer(x.detach())
+        layer(x.detach())
+    assert len(packings) == 1
 
 
 def count_packings(monkeypatch) -> list:
     """The weights packed from now on, in order."""
     packings = []
-    if not modeling_vanilla_transformer.ONEDNN_PACKED_LINEAR:
+    if not modeling_vanilla_transformer.ONEDNN_LINEAR:
         return packings
     pack = torch.ops.mkldnn._reorder_linear_weight
     monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight",
@@ -97,24 +117,19 @@ def test_generate_sees_weights_updated_by_a_fused_optimizer_between_calls():
     torch.testing.assert_close(torch.stack(after.logits, 1), logits)
 
 
-def test_linear_uses_the_packed_weight_only_for_float32_cpu_inference(monkeypatch):
+def test_linear_uses_onednn_only_in_float32_on_a_cpu_without_autocast(monkeypatch):
     layer = Linear(16, 16)
     x = torch.randn(2, 16)
-    expected = modeling_vanilla_transformer.ONEDNN_PACKED_LINEAR
-    with torch.no_grad():
-        assert layer.uses_packed_weight(x) == expected
-        assert not layer.uses_packed_weight(x.bfloat16())
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            assert not layer.uses_packed_weight(x)
-    with torch.inference_mode():
-        assert layer.uses_packed_weight(x) == expected
-    assert not layer.uses_packed_weight(x)  # gradients wanted for the weight
-    layer.requires_grad_(False)
-    assert layer.uses_packed_weight(x) == expected  # frozen layer, input without gradient
-    assert not layer.uses_packed_weight(x.requires_grad_())
-    monkeypatch.setattr(modeling_vanilla_transformer, "ONEDNN_PACKED_LINEAR", False)
-    with torch.no_grad():
-        assert not layer.uses_packed_weight(x)
+    assert layer.uses_onednn(x) == modeling_vanilla_transformer.ONEDNN_LINEAR
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not layer.uses_onednn(x)
+    layer.bfloat16()
+    assert not layer.uses_onednn(x.bfloat16())
+    assert torch.equal(layer(x.bfloat16()), nn.functional.linear(x.bfloat16(), layer.weight, layer.bias))
+    layer.float()
+    monkeypatch.setattr(modeling_vanilla_transformer, "ONEDNN_LINEAR", False)
+    assert not layer.uses_onednn(x)
+    assert torch.equal(layer(x), nn.functional.linear(x, layer.weight, layer.bias))
 
 
 def generate(model, input_ids, num_beams):
@@ -130,10 +145,10 @@ def test_generation_with_packed_linears_equals_plain_linears(num_beams, monkeypa
     model, input_ids = tiny_seq2seq(), random_tokens(3, 7)
     fast = generate(model, input_ids, num_beams)
     # every decoder weight and the output projection, once (the tiny model has 2 decoder layers)
-    assert len(packings) == (2 * 8 + 1 if modeling_vanilla_transformer.ONEDNN_PACKED_LINEAR else 0)
+    assert len(packings) == (2 * 8 + 1 if modeling_vanilla_transformer.ONEDNN_LINEAR else 0)
     model.pack_weights_in_generate = False  # every Linear through nn.Linear
     plain = generate(model, input_ids, num_beams)
-    assert len(packings) == (17 if modeling_vanilla_transformer.ONEDNN_PACKED_LINEAR else 0)
+    assert len(packings) == (17 if modeling_vanilla_transformer.ONEDNN_LINEAR else 0)
     assert torch.equal(fast.sequences, plain.sequences)
     torch.testing.assert_close(torch.stack(fast.scores), torch.stack(plain.scores))
 

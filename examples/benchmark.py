@@ -9,7 +9,8 @@ autocast; greedy and 4-beam generation in ms per generated token (exactly --new-
 of training (in a fresh process: on a CPU the peak resident set above the one before the first step, on a
 GPU the allocator's peak); model FLOPs utilisation against the measured matrix-multiply ceiling of the same
 machine and precision. Generation is also measured for "ours-unpacked" (ours with
-`pack_weights_in_generate = False`), so the gain of `Linear`'s packed weights is a ratio within the run.
+`pack_weights_in_generate = False`), so the gain of `Linear`'s packed weights is a ratio within the run; on
+a CPU the float32 products behind `Linear` are timed alone too (PyTorch's against oneDNN's).
 Then an encoder length sweep, global attention against local attention in blocks (window 64): time and peak
 memory per length, with a log-log plot. Results go to --output (JSON) and the terminal.
 
@@ -166,6 +167,32 @@ def measure_generation(names, size, device, num_beams, new_tokens, repeats, warm
     return {name: 1000 * s / new_tokens for name, s in seconds.items()}
 
 
+def measure_linear_products(size: dict, repeats: int) -> list[dict]:
+    """Microseconds of the float32 products behind `Linear` on a CPU, PyTorch's own (MKL on x86) against
+    oneDNN's, with the weight as it is and packed. Rows: a greedy step (batch 8), a 4-beam step (32) and a
+    training batch (batch x target length), for which the backward products dy W and dy^T x are timed too.
+    The weight stays in cache between repetitions here, unlike in a decoding step."""
+    linear, d, f = torch.ops.mkldnn._linear_pointwise, size["d_model"], size["ffn"]
+    rows_per_use = {"greedy step": 8, "4-beam step": 32, "training": size["batch"] * size["target"]}
+    table = []
+    for use, rows in rows_per_use.items():
+        for out_features, in_features in [(d, d), (f, d), (d, f), (size["vocab"], d)]:
+            x, w = torch.randn(rows, in_features), torch.randn(out_features, in_features)
+            packed = torch.ops.mkldnn._reorder_linear_weight(w)
+            steps = {"x W^T pytorch": lambda: torch.nn.functional.linear(x, w),
+                     "x W^T onednn": lambda: linear(x, w, None, "none", [], ""),
+                     "x W^T onednn packed": lambda: linear(x, packed, None, "none", [], "")}
+            if use == "training":
+                dy = torch.randn(rows, out_features)
+                steps |= {"dy W pytorch": lambda: dy @ w, "dy W onednn": lambda: linear(dy, w.t(), None, "none", [], ""),
+                          "dy^T x pytorch": lambda: dy.t() @ x,
+                          "dy^T x onednn": lambda: linear(dy.t(), x.t(), None, "none", [], "")}
+            seconds = interleaved_median_times(steps, max(repeats, 20), 3, "cpu")
+            table.append({"use": use, "rows": rows, "weight": [out_features, in_features],
+                          "microseconds": {name: 1e6 * s for name, s in seconds.items()}})
+    return table
+
+
 def matmul_ceiling(device: str, dtype: torch.dtype, n: int, repeats: int) -> float:
     """FLOP/s of a large square matrix multiply: the ceiling the model's matrix multiplies are held against."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
@@ -280,6 +307,16 @@ def main(argv=None) -> int:
     }
     print(f"device {results['device']}; matmul ceiling float32 {results['matmul_ceiling_flops']['float32'] / 1e9:.0f}, "
           f"bfloat16 {results['matmul_ceiling_flops']['bfloat16'] / 1e9:.0f} GFLOP/s")
+    if device == "cpu" and torch.backends.mkldnn.is_available():
+        results["linear_products"] = measure_linear_products(SIZES["quick" if args.quick else "small"], repeats)
+        for row in results["linear_products"]:  # microseconds, and pytorch / onednn (>1: oneDNN faster)
+            us = row["microseconds"]
+            pieces = [f"{product} pytorch {us[f'{product} pytorch']:.0f}, onednn {us[f'{product} onednn']:.0f} "
+                      f"({us[f'{product} pytorch'] / us[f'{product} onednn']:.2f}x)"
+                      for product in ("x W^T", "dy W", "dy^T x") if f"{product} pytorch" in us]
+            pieces[0] += f", packed {us['x W^T onednn packed']:.0f} ({us['x W^T pytorch'] / us['x W^T onednn packed']:.2f}x)"
+            print(f"products, {row['use']} ({row['rows']} rows), weight {row['weight'][0]} x {row['weight'][1]}: "
+                  + "; ".join(pieces) + " us")
 
     for size_name in size_names:
         size = SIZES[size_name]

@@ -289,9 +289,9 @@ class OneDNNLinearFunction(torch.autograd.Function):
 class Linear(nn.Linear):
     """y = x W^T + b, as `nn.Linear` (same parameters, same state dict), with faster products on a CPU.
 
-    On a CPU in float32 (without autocast or torch.compile), the products go through oneDNN, which was
-    faster than PyTorch's own float32 product (MKL) on the CPU this was measured on, above all at the few
-    rows of a decoding step. Inside `packed_linear_weights()` (every `generate()` call), a weight used more
+    On a CPU in float32 (without autocast or torch.compile), the products with a weight of at least
+    `min_onednn_weight_elements` go through oneDNN, which was faster than PyTorch's own float32 product
+    (MKL) on the CPU this was measured on, above all at the few rows of a decoding step. Inside `packed_linear_weights()` (every `generate()` call), a weight used more
     than once without gradients (the decoder's, once per step) is also packed into oneDNN's blocked layout;
     packing costs more than one product saves, so a weight's first product in the block (the encoder's only
     one) is not packed. The products are the same as `nn.Linear`'s; sums can round differently in the last
@@ -314,8 +314,13 @@ class Linear(nn.Linear):
             packed_weights[self.weight] = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach())
         return torch.ops.mkldnn._linear_pointwise(x, packed_weights[self.weight], self.bias, "none", [], "")
 
+    # Smaller weights keep PyTorch's product: a oneDNN call costs about 10 microseconds more (measured on a
+    # 2-core CPU), more than its faster arithmetic saves on them (see examples/benchmark.py's products).
+    min_onednn_weight_elements = 256 * 256
+
     def uses_onednn(self, x: torch.Tensor) -> bool:
         return (ONEDNN_LINEAR and x.device.type == "cpu" and x.dtype == self.weight.dtype == torch.float32
+                and self.weight.numel() >= self.min_onednn_weight_elements
                 and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
 
 

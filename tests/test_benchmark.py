@@ -30,6 +30,8 @@ def test_benchmark_quick_mode_writes_every_measurement(tmp_path):
     assert all(row["peak_bytes"] > 0 for row in results["sweep"])
     assert set(results["sweep_ratios_at_longest"]) == {"global (sdpa)", "global (eager)"}
     assert output.with_suffix(".png").stat().st_size > 0
+    assert {row["use"] for row in results["linear_products"]} == {"greedy step", "4-beam step", "training"}
+    assert all(us > 0 for row in results["linear_products"] for us in row["microseconds"].values())
 
 
 def test_interleaved_timings_take_turns_and_report_each_steps_own_median(monkeypatch):

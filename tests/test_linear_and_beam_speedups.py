@@ -15,6 +15,12 @@ packed_path = pytest.mark.skipif(not modeling_vanilla_transformer.ONEDNN_LINEAR,
                                  reason="this PyTorch build has no oneDNN linear")
 
 
+@pytest.fixture(autouse=True)
+def onednn_for_tiny_layers(monkeypatch):
+    """The tiny test layers are below `Linear.min_onednn_weight_elements`: take the oneDNN path anyway."""
+    monkeypatch.setattr(Linear, "min_onednn_weight_elements", 0)
+
+
 @packed_path
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("leading_shape", [(1,), (8, 1), (4, 8), (3, 11), (2, 0)])
@@ -117,7 +123,7 @@ def test_generate_sees_weights_updated_by_a_fused_optimizer_between_calls():
     torch.testing.assert_close(torch.stack(after.logits, 1), logits)
 
 
-def test_linear_uses_onednn_only_in_float32_on_a_cpu_without_autocast(monkeypatch):
+def test_linear_uses_onednn_only_for_large_float32_weights_on_a_cpu_without_autocast(monkeypatch):
     layer = Linear(16, 16)
     x = torch.randn(2, 16)
     assert layer.uses_onednn(x) == modeling_vanilla_transformer.ONEDNN_LINEAR
@@ -127,6 +133,11 @@ def test_linear_uses_onednn_only_in_float32_on_a_cpu_without_autocast(monkeypatc
     assert not layer.uses_onednn(x.bfloat16())
     assert torch.equal(layer(x.bfloat16()), nn.functional.linear(x.bfloat16(), layer.weight, layer.bias))
     layer.float()
+    monkeypatch.setattr(Linear, "min_onednn_weight_elements", 16 * 16 + 1)  # weights smaller than that
+    assert not layer.uses_onednn(x)
+    assert torch.equal(layer(x), nn.functional.linear(x, layer.weight, layer.bias))
+    monkeypatch.setattr(Linear, "min_onednn_weight_elements", 16 * 16)
+    assert layer.uses_onednn(x) == modeling_vanilla_transformer.ONEDNN_LINEAR
     monkeypatch.setattr(modeling_vanilla_transformer, "ONEDNN_LINEAR", False)
     assert not layer.uses_onednn(x)
     assert torch.equal(layer(x), nn.functional.linear(x, layer.weight, layer.bias))

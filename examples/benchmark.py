@@ -167,26 +167,33 @@ def measure_generation(names, size, device, num_beams, new_tokens, repeats, warm
     return {name: 1000 * s / new_tokens for name, s in seconds.items()}
 
 
+def linear_products(x: torch.Tensor, w: torch.Tensor, training: bool) -> dict:
+    """The products of a linear layer y = x W^T, PyTorch's and oneDNN's, as steps to time; when training,
+    also those of its backward pass with an upstream gradient dy."""
+    linear, packed = torch.ops.mkldnn._linear_pointwise, torch.ops.mkldnn._reorder_linear_weight(w)
+    steps = {"x W^T pytorch": lambda: torch.nn.functional.linear(x, w),
+             "x W^T onednn": lambda: linear(x, w, None, "none", [], ""),
+             "x W^T onednn packed": lambda: linear(x, packed, None, "none", [], "")}
+    if training:
+        dy = torch.randn(x.shape[0], w.shape[0])
+        steps |= {"dy W pytorch": lambda: dy @ w, "dy W onednn": lambda: linear(dy, w.t(), None, "none", [], ""),
+                  "dy^T x pytorch": lambda: dy.t() @ x,
+                  "dy^T x onednn": lambda: linear(dy.t(), x.t(), None, "none", [], "")}
+    return steps
+
+
 def measure_linear_products(size: dict, repeats: int) -> list[dict]:
     """Microseconds of the float32 products behind `Linear` on a CPU, PyTorch's own (MKL on x86) against
     oneDNN's, with the weight as it is and packed. Rows: a greedy step (batch 8), a 4-beam step (32) and a
     training batch (batch x target length), for which the backward products dy W and dy^T x are timed too.
     The weight stays in cache between repetitions here, unlike in a decoding step."""
-    linear, d, f = torch.ops.mkldnn._linear_pointwise, size["d_model"], size["ffn"]
+    d, f = size["d_model"], size["ffn"]
     rows_per_use = {"greedy step": 8, "4-beam step": 32, "training": size["batch"] * size["target"]}
     table = []
     for use, rows in rows_per_use.items():
         for out_features, in_features in [(d, d), (f, d), (d, f), (size["vocab"], d)]:
-            x, w = torch.randn(rows, in_features), torch.randn(out_features, in_features)
-            packed = torch.ops.mkldnn._reorder_linear_weight(w)
-            steps = {"x W^T pytorch": lambda: torch.nn.functional.linear(x, w),
-                     "x W^T onednn": lambda: linear(x, w, None, "none", [], ""),
-                     "x W^T onednn packed": lambda: linear(x, packed, None, "none", [], "")}
-            if use == "training":
-                dy = torch.randn(rows, out_features)
-                steps |= {"dy W pytorch": lambda: dy @ w, "dy W onednn": lambda: linear(dy, w.t(), None, "none", [], ""),
-                          "dy^T x pytorch": lambda: dy.t() @ x,
-                          "dy^T x onednn": lambda: linear(dy.t(), x.t(), None, "none", [], "")}
+            steps = linear_products(torch.randn(rows, in_features), torch.randn(out_features, in_features),
+                                    training=use == "training")
             seconds = interleaved_median_times(steps, max(repeats, 20), 3, "cpu")
             table.append({"use": use, "rows": rows, "weight": [out_features, in_features],
                           "microseconds": {name: 1e6 * s for name, s in seconds.items()}})

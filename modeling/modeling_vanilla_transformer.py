@@ -240,8 +240,8 @@ def local_window_mask(config, attention_mask, causal: bool, output_attentions: b
 # ---------------------------------------------------------------------------------------------------
 
 
-# oneDNN's linear layer: the product torch.compile's CPU freezing uses, here also with a weight packed into
-# oneDNN's blocked layout (faster still when the same weight multiplies a few rows again and again).
+# oneDNN's linear layer (it ships with PyTorch as torch.ops.mkldnn), also with a weight packed into oneDNN's
+# blocked layout: faster still when the same weight multiplies a few rows again and again.
 ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
 # Within a `packed_linear_weights` block: weight -> its packed copy (None after its first use); else None.
 _packed_weights: ContextVar[dict | None] = ContextVar("packed_linear_weights", default=None)
@@ -289,15 +289,19 @@ class OneDNNLinearFunction(torch.autograd.Function):
 class Linear(nn.Linear):
     """y = x W^T + b, as `nn.Linear` (same parameters, same state dict), with faster products on a CPU.
 
-    On a CPU in float32 (without autocast or torch.compile), the products with a weight of at least
-    `min_onednn_weight_elements` go through oneDNN, which was faster than PyTorch's own float32 product
-    (MKL) on the CPU this was measured on, above all at the few rows of a decoding step. Inside `packed_linear_weights()` (every `generate()` call), a weight used more
-    than once without gradients (the decoder's, once per step) is also packed into oneDNN's blocked layout;
-    packing costs more than one product saves, so a weight's first product in the block (the encoder's only
-    one) is not packed. The products are the same as `nn.Linear`'s; sums can round differently in the last
-    bits. Elsewhere (GPUs, bfloat16, autocast, torch.compile) this is `nn.Linear`. Measurements: README,
-    Performance.
+    On a CPU in float32, the products with a weight of at least `min_onednn_weight_elements` go through
+    oneDNN, which was faster than PyTorch's own float32 product (MKL) on the CPU this was measured on, above
+    all at the few rows of a decoding step. Inside `packed_linear_weights()` (every `generate()` call), a
+    weight used more than once without gradients (the decoder's, once per step) is also packed into
+    oneDNN's blocked layout; packing costs more than one product saves, so a weight's first product in the
+    block (the encoder's only one) is not packed. The products are the same as `nn.Linear`'s; sums can round
+    differently in the last bits. Elsewhere (GPUs, bfloat16, autocast, torch.compile, tracing) this is
+    `nn.Linear`. Measurements: README, Performance.
     """
+
+    # Smaller weights keep PyTorch's product: a oneDNN call costs about 10 microseconds more (measured on a
+    # 2-core CPU), more than its faster arithmetic saves on them (see examples/benchmark.py's products).
+    min_onednn_weight_elements = 256 * 256
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.uses_onednn(x):
@@ -305,23 +309,27 @@ class Linear(nn.Linear):
         packed_weights = _packed_weights.get()
         needs_gradients = torch.is_grad_enabled() and (
             x.requires_grad or self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad))
-        if packed_weights is None or needs_gradients:
-            return OneDNNLinearFunction.apply(x, self.weight, self.bias)
-        if self.weight not in packed_weights:  # first use: one product does not repay the packing (encoder)
+        if packed_weights is not None and not needs_gradients:
+            packed = self.packed_weight(packed_weights)
+            if packed is not None:
+                return torch.ops.mkldnn._linear_pointwise(x, packed, self.bias, "none", [], "")
+        return OneDNNLinearFunction.apply(x, self.weight, self.bias)
+
+    def packed_weight(self, packed_weights: dict) -> torch.Tensor | None:
+        """The weight packed for this block from its second use on; None at its first use, which does not
+        repay the packing (the encoder's weights are used once)."""
+        if self.weight not in packed_weights:
             packed_weights[self.weight] = None
-            return OneDNNLinearFunction.apply(x, self.weight, self.bias)
+            return None
         if packed_weights[self.weight] is None:
             packed_weights[self.weight] = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach())
-        return torch.ops.mkldnn._linear_pointwise(x, packed_weights[self.weight], self.bias, "none", [], "")
-
-    # Smaller weights keep PyTorch's product: a oneDNN call costs about 10 microseconds more (measured on a
-    # 2-core CPU), more than its faster arithmetic saves on them (see examples/benchmark.py's products).
-    min_onednn_weight_elements = 256 * 256
+        return packed_weights[self.weight]
 
     def uses_onednn(self, x: torch.Tensor) -> bool:
         return (ONEDNN_LINEAR and x.device.type == "cpu" and x.dtype == self.weight.dtype == torch.float32
                 and self.weight.numel() >= self.min_onednn_weight_elements
-                and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
+                and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
+                and not torch.jit.is_tracing())  # a traced graph stays portable
 
 
 class VanillaTransformerAttention(nn.Module):

@@ -138,6 +138,8 @@ def test_linear_uses_onednn_only_for_large_float32_weights_on_a_cpu_without_auto
     assert torch.equal(layer(x), nn.functional.linear(x, layer.weight, layer.bias))
     monkeypatch.setattr(Linear, "min_onednn_weight_elements", 16 * 16)
     assert layer.uses_onednn(x) == modeling_vanilla_transformer.ONEDNN_LINEAR
+    traced = torch.jit.trace(layer, x)  # a traced graph keeps the portable product
+    assert "mkldnn" not in str(traced.graph) and "linear" in str(traced.graph)
     monkeypatch.setattr(modeling_vanilla_transformer, "ONEDNN_LINEAR", False)
     assert not layer.uses_onednn(x)
     assert torch.equal(layer(x), nn.functional.linear(x, layer.weight, layer.bias))

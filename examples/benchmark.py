@@ -62,7 +62,7 @@ def build(name: str, size: dict, max_positions: int = 512) -> torch.nn.Module:
         config = VanillaTransformerConfig(**common, num_attention_heads=size["heads"], ffn_dim=size["ffn"],
                                           attn_implementation="eager" if name == "ours-eager" else "sdpa")
         model = VanillaTransformerForConditionalGeneration(config)
-        model.pack_weights_in_generate = name != "ours-unpacked"  # generation only: plain nn.Linear products
+        model.pack_weights_in_generate = name != "ours-unpacked"  # measured in generation only
         return model
     per_stack = dict(encoder_attention_heads=size["heads"], decoder_attention_heads=size["heads"],
                      encoder_ffn_dim=size["ffn"], decoder_ffn_dim=size["ffn"], activation_function="relu",

@@ -854,7 +854,7 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
         "lm_head.weight": "model.encoder.embed_tokens.weight",
         "model.decoder.embed_tokens.weight": "model.encoder.embed_tokens.weight",
     }
-    # False: `generate()` keeps plain `nn.Linear` products (no packed copies of the decoder's weights).
+    # False: `generate()` packs no weights (no packed copies of the decoder's weights; see `Linear`).
     pack_weights_in_generate = True
 
     def __init__(self, config: VanillaTransformerConfig):

@@ -118,7 +118,7 @@ def test_generate_sees_weights_updated_by_a_fused_optimizer_between_calls():
     optimizer.step()
     after = greedy()
     assert not torch.equal(after.sequences, before.sequences)
-    with torch.no_grad():  # the updated model, run outside generate(): plain nn.Linear
+    with torch.no_grad():  # the updated model, run outside generate(): no packed weights
         logits = model(input_ids, decoder_input_ids=after.sequences[:, :-1]).logits
     torch.testing.assert_close(torch.stack(after.logits, 1), logits)
 
@@ -153,17 +153,20 @@ def generate(model, input_ids, num_beams):
 
 
 @pytest.mark.parametrize("num_beams", [1, 4])
-def test_generation_with_packed_linears_equals_plain_linears(num_beams, monkeypatch):
+def test_generation_with_packed_and_unpacked_onednn_linears_equals_nn_linear(num_beams, monkeypatch):
     packings = count_packings(monkeypatch)
     model, input_ids = tiny_seq2seq(), random_tokens(3, 7)
-    fast = generate(model, input_ids, num_beams)
+    packed = generate(model, input_ids, num_beams)
     # every decoder weight and the output projection, once (the tiny model has 2 decoder layers)
     assert len(packings) == (2 * 8 + 1 if modeling_vanilla_transformer.ONEDNN_LINEAR else 0)
-    model.pack_weights_in_generate = False  # every Linear through nn.Linear
-    plain = generate(model, input_ids, num_beams)
+    model.pack_weights_in_generate = False
+    unpacked = generate(model, input_ids, num_beams)
     assert len(packings) == (17 if modeling_vanilla_transformer.ONEDNN_LINEAR else 0)
-    assert torch.equal(fast.sequences, plain.sequences)
-    torch.testing.assert_close(torch.stack(fast.scores), torch.stack(plain.scores))
+    monkeypatch.setattr(modeling_vanilla_transformer, "ONEDNN_LINEAR", False)  # every Linear is nn.Linear
+    plain = generate(model, input_ids, num_beams)
+    for fast in [packed, unpacked]:
+        assert torch.equal(fast.sequences, plain.sequences)
+        torch.testing.assert_close(torch.stack(fast.scores), torch.stack(plain.scores))
 
 
 def test_beam_search_without_reordering_the_cross_attention_cache_equals_full_reordering(monkeypatch):

@@ -854,7 +854,8 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
         "lm_head.weight": "model.encoder.embed_tokens.weight",
         "model.decoder.embed_tokens.weight": "model.encoder.embed_tokens.weight",
     }
-    # False: `generate()` packs no weights (no packed copies of the decoder's weights; see `Linear`).
+    # False: `generate()` packs no weights (see `Linear`). The packed copies hold the decoder's weights and the
+    # output projection once more while a call runs.
     pack_weights_in_generate = True
 
     def __init__(self, config: VanillaTransformerConfig):

@@ -25,6 +25,7 @@ discounted (the kernels compute the full square).
 """
 
 import argparse
+import ctypes
 import json
 import platform
 import statistics
@@ -85,6 +86,22 @@ def batch_for(size: dict, seed: int = 0) -> dict:
     source = torch.randint(4, size["vocab"], (size["batch"], size["source"]), generator=generator)
     target = torch.randint(4, size["vocab"], (size["batch"], size["target"]), generator=generator)
     return {"input_ids": source, "attention_mask": torch.ones_like(source), "labels": target}
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to keep freed memory for reuse in this process: no mmap for large blocks (each is
+    unmapped again when freed) and no trimming of the heap. With glibc's defaults a training step's large
+    tensors (the 1,024 x 8,000 float32 logits and their gradients, 33 MB each) come back from the kernel as
+    fresh pages every step: 20,000-50,000 minor page faults per step for each model here (2-core VM),
+    whose cost moved the training ratios between runs by more than the margins they are judged by. It
+    applies to every model alike (PyTorch's CPU tuning guide suggests jemalloc or tcmalloc for the same
+    reason). Not used where peak memory is measured: the peak resident set is only honest with the defaults.
+    Returns whether it took effect (False where the C library is not glibc)."""
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)  # the C library this process already uses
+    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>; mallopt's value is a C int, hence 2**31 - 1
+    return libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2**31 - 1) == 1
 
 
 def device_autocast(device: str, bf16: bool):
@@ -217,6 +234,8 @@ def child(spec: dict) -> dict:
     main process slowed the other models' bf16 timings by 10-25%), or the peak memory of a training step or
     an encoder."""
     if spec["kind"] == "compiled-training":
+        if spec["keep_freed_memory"]:
+            keep_freed_memory()
         training = measure_training(["ours"], spec["size"], spec["device"], spec["bf16"], spec["repeats"],
                                     spec["warmup"], compiled=["ours"])
         return {name: row["tokens_per_second"] for name, row in training.items()}
@@ -292,6 +311,8 @@ def main(argv=None) -> int:
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--compile", action="store_true",
                         help="also measure ours under torch.compile (against ours, in a separate process)")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="time with glibc's default malloc settings (see keep_freed_memory)")
     parser.add_argument("--output", default="outputs/benchmark.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -300,20 +321,24 @@ def main(argv=None) -> int:
         return 0
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    kept = device == "cpu" and not args.default_allocator and keep_freed_memory()
     repeats, warmup, new_tokens = (1, 1, 4) if args.quick else (args.repeats, 2, args.new_tokens)
     size_names = ["quick"] if args.quick else [args.size] if args.size else (["small", "base"] if device == "cuda"
                                                                             else ["small"])
     lengths = [int(n) for n in ("64" if args.quick else args.lengths).split(",")]
     window = 4 if args.quick else args.window
     results = {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
-               "threads": torch.get_num_threads(), "torch": torch.__version__, "sizes": {}, "sweep": []}
+               "threads": torch.get_num_threads(), "torch": torch.__version__,
+               "allocator": "glibc malloc, freed memory kept (keep_freed_memory)" if kept else "default",
+               "sizes": {}, "sweep": []}
     ceiling_n = 256 if args.quick else 4096 if device == "cuda" else 2048
     results["matmul_ceiling_flops"] = {
         "float32": matmul_ceiling(device, torch.float32, ceiling_n, repeats),
         "bfloat16": matmul_ceiling(device, torch.bfloat16, ceiling_n, repeats),
     }
-    print(f"device {results['device']}; matmul ceiling float32 {results['matmul_ceiling_flops']['float32'] / 1e9:.0f}, "
-          f"bfloat16 {results['matmul_ceiling_flops']['bfloat16'] / 1e9:.0f} GFLOP/s")
+    ceilings = results["matmul_ceiling_flops"]
+    print(f"device {results['device']}; matmul ceiling float32 {ceilings['float32'] / 1e9:.0f}, "
+          f"bfloat16 {ceilings['bfloat16'] / 1e9:.0f} GFLOP/s; allocator: {results['allocator']}")
     if device == "cpu" and torch.backends.mkldnn.is_available():
         results["linear_products"] = measure_linear_products(SIZES["quick" if args.quick else "small"], repeats)
         for row in results["linear_products"]:  # microseconds, and pytorch / onednn (>1: oneDNN faster)
@@ -340,7 +365,8 @@ def main(argv=None) -> int:
                 table[name][f"mfu_{precision}"] = training[name]["flops_per_second"] / ceiling
             if args.compile:
                 compiled = in_fresh_process({"kind": "compiled-training", "size": size, "device": device,
-                                             "bf16": bf16, "repeats": repeats, "warmup": warmup})
+                                             "bf16": bf16, "repeats": repeats, "warmup": warmup,
+                                             "keep_freed_memory": kept})
                 table["ours"][f"train_tokens_per_second_{precision}_compiled"] = compiled["ours (compiled)"]
                 compiled_ratios[precision] = compiled["ours (compiled)"] / compiled["ours"]
         table["ours-unpacked"] = {}  # ours, generating without packed weights (see `Linear`)

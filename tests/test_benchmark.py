@@ -2,9 +2,12 @@
 Timings are not judged here: they are ratios printed by the script on a quiet machine."""
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "benchmark.py"
 
@@ -44,3 +47,31 @@ def test_interleaved_timings_take_turns_and_report_each_steps_own_median(monkeyp
     medians = benchmark.interleaved_median_times(steps, repeats=3, warmup=1, device="cpu")
     assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"]  # warm-up, then one timing of each per round
     assert medians == {"a": 1, "b": 2}
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc settings")
+def test_keep_freed_memory_lets_a_freed_tensor_s_pages_be_reused():
+    """A 40 MB tensor allocated again and again: with glibc's defaults each is fresh pages from the kernel (it
+    is above malloc's largest mmap threshold, 32 MiB), one minor page fault per 4 KiB page; once the benchmark
+    keeps freed memory, none. In a fresh process, since the setting lasts for the process."""
+    code = f"""
+import resource, sys, torch
+sys.path.insert(0, {str(SCRIPT.parent)!r})
+import benchmark
+
+def faults_per_allocation():
+    for _ in range(2):
+        torch.ones(10_000_000)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        torch.ones(10_000_000)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5
+
+default = faults_per_allocation()
+assert benchmark.keep_freed_memory()
+print(default, faults_per_allocation())
+"""
+    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    default, kept = map(float, result.stdout.split()[-2:])
+    assert default > 0.9 * 40e6 / 4096  # every page of every allocation
+    assert kept < 50

@@ -92,7 +92,7 @@ def keep_freed_memory() -> bool:
     """Tell glibc's malloc to keep freed memory for reuse in this process: no mmap for large blocks (each is
     unmapped again when freed) and no trimming of the heap. With glibc's defaults a training step's large
     tensors (the 1,024 x 8,000 float32 logits and their gradients, 33 MB each) come back from the kernel as
-    fresh pages every step: 20,000-50,000 minor page faults per step for each model here (2-core VM),
+    fresh pages every step: 10,000-50,000 minor page faults per step for each model here (2-core VM),
     whose cost moved the training ratios between runs by more than the margins they are judged by. It
     applies to every model alike (PyTorch's CPU tuning guide suggests jemalloc or tcmalloc for the same
     reason). Not used where peak memory is measured: the peak resident set is only honest with the defaults.

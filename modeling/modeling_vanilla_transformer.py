@@ -263,7 +263,8 @@ def packed_linear_weights():
 
 class OneDNNLinearFunction(torch.autograd.Function):
     """y = x W^T + b and its gradients, the products with W through oneDNN. The weight's gradient dy^T x stays
-    with PyTorch's product, which was the faster one for it (README, Performance)."""
+    with PyTorch's product, which was the faster one for it on the CPU first measured; on a later CPU oneDNN's
+    was faster for it too (README, Performance), so the better choice depends on the CPU."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):

@@ -12,7 +12,9 @@ machine and precision. Generation is also measured for "ours-unpacked" (ours wit
 `pack_weights_in_generate = False`), so the gain of `Linear`'s packed weights is a ratio within the run; on
 a CPU the float32 products behind `Linear` are timed alone too (PyTorch's against oneDNN's).
 Then an encoder length sweep, global attention against local attention in blocks (window 64): time and peak
-memory per length, with a log-log plot. Results go to --output (JSON) and the terminal.
+memory per length, with a log-log plot. Results go to --output (JSON) and the terminal. On a GPU the paper's
+base size (d_model 512, 8 heads, FFN 2048, 6 + 6 layers) is measured too, its training in bf16 only and on
+batches like the paper's (GPU_BASE_BATCH).
 
 FLOP formula (per training step = 3 x forward, the backward pass costing twice the forward):
   forward = 2 * sum over matrix multiplies of (rows x inner x columns)
@@ -52,6 +54,20 @@ SIZES = {
     "base": dict(vocab=8000, d_model=512, heads=8, ffn=2048, layers=6, batch=32, source=32, target=32),
     "quick": dict(vocab=300, d_model=32, heads=2, ffn=64, layers=1, batch=4, source=8, target=8),
 }
+# On a GPU the base size trains on batches like the paper's, about 25,000 source and 25,000 target tokens
+# (Section 5.1): a batch of 32 x 32 tokens would keep a GPU busy for well under a millisecond per matrix
+# multiply, so its timings would measure kernel launches rather than the model.
+GPU_BASE_BATCH = dict(batch=192, source=128, target=128)  # 24,576 + 24,576 tokens
+
+
+def sizes_to_measure(device: str, quick: bool, size_name: str | None) -> dict:
+    """{size name: dimensions and batch}: on a CPU the small size, on a GPU the small and the base size, the
+    base one with the paper's batch; --quick the tiny one; --size one of them."""
+    if quick:
+        return {"quick": SIZES["quick"]}
+    names = [size_name] if size_name else ["small", "base"] if device == "cuda" else ["small"]
+    return {name: {**SIZES[name], **(GPU_BASE_BATCH if device == "cuda" and name == "base" else {})}
+            for name in names}
 
 
 def build(name: str, size: dict, max_positions: int = 512) -> torch.nn.Module:
@@ -310,7 +326,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (CI)")
     parser.add_argument("--size", choices=["small", "base"], default=None,
-                        help="default: small on a CPU; small and base on a GPU")
+                        help="default: small on a CPU; small and base on a GPU (base there trains in bf16 "
+                             "only, on batches like the paper's: GPU_BASE_BATCH)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--lengths", default="128,256,512,1024,2048,4096,8192")
@@ -329,15 +346,13 @@ def main(argv=None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     kept = device == "cpu" and not args.default_allocator and keep_freed_memory()
     repeats, warmup, new_tokens = (1, 1, 4) if args.quick else (args.repeats, 2, args.new_tokens)
-    size_names = ["quick"] if args.quick else [args.size] if args.size else (["small", "base"] if device == "cuda"
-                                                                            else ["small"])
     lengths = [int(n) for n in ("64" if args.quick else args.lengths).split(",")]
     window = 4 if args.quick else args.window
     results = {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
                "threads": torch.get_num_threads(), "torch": torch.__version__,
                "allocator": "glibc malloc, freed memory kept (keep_freed_memory)" if kept else "default",
                "sizes": {}, "sweep": []}
-    ceiling_n = 256 if args.quick else 4096 if device == "cuda" else 2048
+    ceiling_n = 256 if args.quick else 8192 if device == "cuda" else 2048  # a GPU needs a large product to fill
     results["matmul_ceiling_flops"] = {
         "float32": matmul_ceiling(device, torch.float32, ceiling_n, repeats),
         "bfloat16": matmul_ceiling(device, torch.bfloat16, ceiling_n, repeats),
@@ -356,8 +371,7 @@ def main(argv=None) -> int:
             print(f"products, {row['use']} ({row['rows']} rows), weight {row['weight'][0]} x {row['weight'][1]}: "
                   + "; ".join(pieces) + " us")
 
-    for size_name in size_names:
-        size = SIZES[size_name]
+    for size_name, size in sizes_to_measure(device, args.quick, args.size).items():
         models = ["ours", "ours-eager", "marian", "bart"]
         table = {name: {} for name in models}
         compiled_ratios = {}

@@ -49,6 +49,20 @@ def test_interleaved_timings_take_turns_and_report_each_steps_own_median(monkeyp
     assert medians == {"a": 1, "b": 2}
 
 
+def test_a_gpu_also_measures_the_base_size_on_batches_like_the_paper_s():
+    import tiny_datasets  # noqa: F401  (puts examples/ on sys.path)
+    import benchmark
+
+    assert list(benchmark.sizes_to_measure("cpu", quick=False, size_name=None)) == ["small"]
+    on_gpu = benchmark.sizes_to_measure("cuda", quick=False, size_name=None)
+    assert [on_gpu["small"][k] for k in ("d_model", "batch", "source", "target")] == [256, 32, 32, 32]  # the issue's
+    base = on_gpu["base"]
+    assert [base[k] for k in ("d_model", "heads", "ffn", "layers")] == [512, 8, 2048, 6]  # the paper's base model
+    assert 20_000 <= base["batch"] * base["source"] == base["batch"] * base["target"] <= 30_000  # ~25k + 25k tokens
+    assert benchmark.sizes_to_measure("cpu", quick=False, size_name="base")["base"]["batch"] == 32
+    assert list(benchmark.sizes_to_measure("cuda", quick=True, size_name=None)) == ["quick"]
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc settings")
 def test_keep_freed_memory_lets_a_freed_tensor_s_pages_be_reused():
     """A 40 MB tensor allocated again and again: with glibc's defaults each is fresh pages from the kernel (it

@@ -55,6 +55,26 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
+def counted(minimum: int):
+    """An argparse type: an integer of at least `minimum` (a step interval of 0 would divide by zero)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"  # argparse names the type in its error message
+    return parse
+
+
+def positive_number(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not above 0")
+    return value
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, help="one of: multi30k-en-de, multi30k-de-en, multi30k-en-fr, "
@@ -70,33 +90,33 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help="ours, or an architecture to compare with, built at our size and trained from scratch "
                        "(t5, gpt2, bert, lstm; see examples/baselines.py), or a Hub model id / model folder to "
                        "fine-tune with its own tokenizer")
-    group.add_argument("--vocab-size", type=int, help="BPE vocabulary size, trained on the training split")
+    group.add_argument("--vocab-size", type=counted(1), help="BPE vocabulary size, trained on the training split")
     group.add_argument("--add-prefix-space", action=argparse.BooleanOptionalAction, default=None,
                        help="encode the first word of the text and of each line with a leading space, so a word is "
                             "one token wherever it stands (default: the task's)")
     group.add_argument("--config-overrides", default="",
                        help="VanillaTransformerConfig fields, e.g. 'd_model=512,encoder_layers=6,dropout=0.3'")
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=float, help="stop after this many passes over the data")
-    group.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (whichever comes first)")
-    group.add_argument("--max-tokens", type=int, help="padded source + target tokens per micro-batch and process")
-    group.add_argument("--gradient-accumulation-steps", type=int, default=1)
-    group.add_argument("--lr", type=float, help="peak learning rate, reached at the end of warm-up")
-    group.add_argument("--warmup-steps", type=int)
+    group.add_argument("--epochs", type=positive_number, help="stop after this many passes over the data")
+    group.add_argument("--max-steps", type=counted(1), help="stop after this many optimizer steps (whichever comes first)")
+    group.add_argument("--max-tokens", type=counted(1), help="padded source + target tokens per micro-batch and process")
+    group.add_argument("--gradient-accumulation-steps", type=counted(1), default=1)
+    group.add_argument("--lr", type=positive_number, help="peak learning rate, reached at the end of warm-up")
+    group.add_argument("--warmup-steps", type=counted(0))
     group.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0: off)")
     group.add_argument("--weight-decay", type=float, default=0.0,
                        help="decoupled weight decay (AdamW) on the weight matrices; 0 (default): the paper's Adam")
     group.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="bf16")
     group.add_argument("--seed", type=int, default=0)
     group = parser.add_argument_group("bookkeeping")
-    group.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (and at the end)")
-    group.add_argument("--keep-checkpoints", type=int, default=2)
-    group.add_argument("--eval-every", type=int, default=500, help="validation every N steps (0: only at the end)")
-    group.add_argument("--eval-max-records", type=int, default=None, help="validate on the first N records only")
-    group.add_argument("--final-eval-max-records", type=int, default=None,
+    group.add_argument("--save-every", type=counted(1), default=500, help="checkpoint every N steps (and at the end)")
+    group.add_argument("--keep-checkpoints", type=counted(1), default=2)
+    group.add_argument("--eval-every", type=counted(0), default=500, help="validation every N steps (0: only at the end)")
+    group.add_argument("--eval-max-records", type=counted(1), default=None, help="validate on the first N records only")
+    group.add_argument("--final-eval-max-records", type=counted(1), default=None,
                        help="score the --eval-splits at the end on their first N records only (default: all)")
-    group.add_argument("--log-every", type=int, default=50)
-    group.add_argument("--max-train-records", type=int, default=None, help="use the first N training records")
+    group.add_argument("--log-every", type=counted(1), default=50)
+    group.add_argument("--max-train-records", type=counted(1), default=None, help="use the first N training records")
     args = parser.parse_args(argv)
     task = get_task(args.task)
     for name, value in task.defaults.items():

@@ -154,6 +154,22 @@ def test_unknown_task_and_bad_override_are_named():
         train.parse_overrides("d_model")
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--save-every", "0", "argument --save-every: 0 is less than 1"),  # was a ZeroDivisionError at step 1
+    ("--log-every", "-5", "argument --log-every: -5 is less than 1"),
+    ("--eval-every", "-1", "argument --eval-every: -1 is less than 0"),
+    ("--max-tokens", "ten", "argument --max-tokens: invalid integer >= 1 value: 'ten'"),
+    ("--epochs", "0", "argument --epochs: 0 is not above 0"),
+])
+def test_out_of_range_training_options_are_named_before_anything_runs(option, value, message, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--task", "sst2", "--data", "unused", "--output-dir", "unused", "--max-steps", "3",
+                          option, value])
+    assert message in capsys.readouterr().err
+    assert train.parse_args(["--task", "sst2", "--data", "unused", "--output-dir", "unused", "--max-steps", "3",
+                             "--eval-every", "0"]).eval_every == 0  # 0: validate only at the end
+
+
 # ---------------------------------------------------------------------------------------------------
 # Batching by similar length
 # ---------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from arguments import counted
 from baselines import METADATA, Wrapper, load_model
 from tasks import get_task
 from train import checkpoints
@@ -35,7 +36,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a train.py --output-dir (with checkpoints/ and model/)")
     parser.add_argument("--task", help="default: the task recorded in the run's results.json")
-    parser.add_argument("--last", type=int, default=5)
+    parser.add_argument("--last", type=counted(1), default=5)
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
 

@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 from transformers import BartConfig, BartForConditionalGeneration, MarianConfig, MarianMTModel
 
+from arguments import counted
 from peak_memory import peak_memory_since, start_peak_memory
 from vanilla_transformer.configuration import VanillaTransformerConfig
 from vanilla_transformer.modeling import VanillaTransformerForConditionalGeneration
@@ -328,10 +329,10 @@ def main(argv=None) -> int:
     parser.add_argument("--size", choices=["small", "base"], default=None,
                         help="default: small on a CPU; small and base on a GPU (base there trains in bf16 "
                              "only, on batches like the paper's: GPU_BASE_BATCH)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=counted(1), default=5)
+    parser.add_argument("--new-tokens", type=counted(1), default=32)
     parser.add_argument("--lengths", default="128,256,512,1024,2048,4096,8192")
-    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--window", type=counted(1), default=64)
     parser.add_argument("--compile", action="store_true",
                         help="also measure ours under torch.compile (against ours, in a separate process)")
     parser.add_argument("--default-allocator", action="store_true",

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
+from arguments import counted
 from baselines import METADATA, load_model
 from evaluation import evaluate_records
 from tasks import DataError, get_task, load_records
@@ -28,8 +29,8 @@ def main(argv=None) -> int:
     parser.add_argument("--task", required=True)
     parser.add_argument("--data", required=True, help="a dataset folder, or a Hub dataset id")
     parser.add_argument("--split", required=True, help="a file-name stem in the folder, e.g. test_2016_flickr")
-    parser.add_argument("--num-beams", type=int, default=None, help="default: the task's (4)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--num-beams", type=counted(1), default=None, help="default: the task's (4)")
+    parser.add_argument("--batch-size", type=counted(1), default=64)
     parser.add_argument("--bf16", action="store_true", help="run under bfloat16 autocast")
     parser.add_argument("--output", help="write metrics JSON here, predictions next to it")
     args = parser.parse_args(argv)

@@ -16,6 +16,7 @@ import torch
 from accelerate import Accelerator
 from transformers import AutoTokenizer
 
+from arguments import counted
 from baselines import load_model
 from tasks import DataError, get_task, load_records
 from train import tokenize_records, validation_loss
@@ -42,8 +43,8 @@ def main(argv=None) -> int:
     parser.add_argument("--task", required=True)
     parser.add_argument("--data", required=True, help="a dataset folder, or a Hub dataset id")
     parser.add_argument("--split", required=True)
-    parser.add_argument("--max-records", type=int, default=None, help="the first N records only")
-    parser.add_argument("--max-tokens", type=int, default=8192, help="padded tokens per batch")
+    parser.add_argument("--max-records", type=counted(1), default=None, help="the first N records only")
+    parser.add_argument("--max-tokens", type=counted(1), default=8192, help="padded tokens per batch")
     parser.add_argument("--bf16", action="store_true", help="run under bfloat16 autocast")
     args = parser.parse_args(argv)
 

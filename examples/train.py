@@ -37,6 +37,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_inverse_sqrt_schedule
 
+from arguments import counted, positive_number
 from baselines import BaselineSizeError, build_baseline, from_hub, is_hub_id, load_model
 from evaluation import evaluate_records
 from peak_memory import peak_memory_since, start_peak_memory
@@ -53,26 +54,6 @@ logger = logging.getLogger("train")
 
 class TrainingDiverged(RuntimeError):
     pass
-
-
-def counted(minimum: int):
-    """An argparse type: an integer of at least `minimum` (a step interval of 0 would divide by zero)."""
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
-        return value
-
-    parse.__name__ = f"integer >= {minimum}"  # argparse names the type in its error message
-    return parse
-
-
-def positive_number(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not above 0")
-    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:

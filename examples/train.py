@@ -79,8 +79,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help="VanillaTransformerConfig fields, e.g. 'd_model=512,encoder_layers=6,dropout=0.3'")
     group = parser.add_argument_group("training")
     group.add_argument("--epochs", type=positive_number, help="stop after this many passes over the data")
-    group.add_argument("--max-steps", type=counted(1), help="stop after this many optimizer steps (whichever comes first)")
-    group.add_argument("--max-tokens", type=counted(1), help="padded source + target tokens per micro-batch and process")
+    group.add_argument("--max-steps", type=counted(1),
+                       help="stop after this many optimizer steps (whichever comes first)")
+    group.add_argument("--max-tokens", type=counted(1),
+                       help="padded source + target tokens per micro-batch and process")
     group.add_argument("--gradient-accumulation-steps", type=counted(1), default=1)
     group.add_argument("--lr", type=positive_number, help="peak learning rate, reached at the end of warm-up")
     group.add_argument("--warmup-steps", type=counted(0))
@@ -92,7 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     group = parser.add_argument_group("bookkeeping")
     group.add_argument("--save-every", type=counted(1), default=500, help="checkpoint every N steps (and at the end)")
     group.add_argument("--keep-checkpoints", type=counted(1), default=2)
-    group.add_argument("--eval-every", type=counted(0), default=500, help="validation every N steps (0: only at the end)")
+    group.add_argument("--eval-every", type=counted(0), default=500,
+                       help="validation every N steps (0: only at the end)")
     group.add_argument("--eval-max-records", type=counted(1), default=None, help="validate on the first N records only")
     group.add_argument("--final-eval-max-records", type=counted(1), default=None,
                        help="score the --eval-splits at the end on their first N records only (default: all)")

@@ -43,6 +43,7 @@ from arguments import counted
 from peak_memory import peak_memory_since, start_peak_memory
 from vanilla_transformer.configuration import VanillaTransformerConfig
 from vanilla_transformer.modeling import VanillaTransformerForConditionalGeneration
+from vanilla_transformer.modeling.modeling_vanilla_transformer import onednn_linear
 
 def sweep_variants(window: int) -> list[tuple]:
     """(label, attention window, attention implementation) of the encoder length sweep. Global attention
@@ -204,15 +205,14 @@ def measure_generation(names, size, device, num_beams, new_tokens, repeats, warm
 def linear_products(x: torch.Tensor, w: torch.Tensor, training: bool) -> dict:
     """The products of a linear layer y = x W^T, PyTorch's and oneDNN's, as steps to time; when training,
     also those of its backward pass with an upstream gradient dy."""
-    linear, packed = torch.ops.mkldnn._linear_pointwise, torch.ops.mkldnn._reorder_linear_weight(w)
+    packed = torch.ops.mkldnn._reorder_linear_weight(w)
     steps = {"x W^T pytorch": lambda: torch.nn.functional.linear(x, w),
-             "x W^T onednn": lambda: linear(x, w, None, "none", [], ""),
-             "x W^T onednn packed": lambda: linear(x, packed, None, "none", [], "")}
+             "x W^T onednn": lambda: onednn_linear(x, w),
+             "x W^T onednn packed": lambda: onednn_linear(x, packed)}
     if training:
         dy = torch.randn(x.shape[0], w.shape[0])
-        steps |= {"dy W pytorch": lambda: dy @ w, "dy W onednn": lambda: linear(dy, w.t(), None, "none", [], ""),
-                  "dy^T x pytorch": lambda: dy.t() @ x,
-                  "dy^T x onednn": lambda: linear(dy.t(), x.t(), None, "none", [], "")}
+        steps |= {"dy W pytorch": lambda: dy @ w, "dy W onednn": lambda: onednn_linear(dy, w.t()),
+                  "dy^T x pytorch": lambda: dy.t() @ x, "dy^T x onednn": lambda: onednn_linear(dy.t(), x.t())}
     return steps
 
 
@@ -242,7 +242,7 @@ def matmul_ceiling(device: str, dtype: torch.dtype, n: int, repeats: int) -> flo
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     products = {"pytorch": lambda: a @ b}
     if device == "cpu" and torch.backends.mkldnn.is_available():
-        products["onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+        products["onednn"] = lambda: onednn_linear(a, b)
     seconds = interleaved_median_times(products, repeats, 2, device)
     return 2 * n**3 / min(seconds.values())
 

@@ -261,6 +261,11 @@ def packed_linear_weights():
         _packed_weights.reset(token)
 
 
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x W^T + b through oneDNN (no fused activation); `weight` as stored, or packed by oneDNN."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
 class OneDNNLinearFunction(torch.autograd.Function):
     """y = x W^T + b and its gradients, the products with W through oneDNN. The weight's gradient dy^T x stays
     with PyTorch's product, which was the faster one for it on the CPU first measured; on a later CPU oneDNN's
@@ -270,7 +275,7 @@ class OneDNNLinearFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return onednn_linear(x, weight, bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -278,7 +283,7 @@ class OneDNNLinearFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:  # dy W: a linear layer whose weight is W^T (a view, not a copy)
-            grad_x = torch.ops.mkldnn._linear_pointwise(grad_y, weight.t(), None, "none", [], "")
+            grad_x = onednn_linear(grad_y, weight.t())
         grad_rows = grad_y.reshape(-1, grad_y.shape[-1])
         if ctx.needs_input_grad[1]:
             grad_weight = grad_rows.t() @ x.reshape(-1, x.shape[-1])
@@ -313,7 +318,7 @@ class Linear(nn.Linear):
         if packed_weights is not None and not needs_gradients:
             packed = self.packed_weight(packed_weights)
             if packed is not None:
-                return torch.ops.mkldnn._linear_pointwise(x, packed, self.bias, "none", [], "")
+                return onednn_linear(x, packed, self.bias)
         return OneDNNLinearFunction.apply(x, self.weight, self.bias)
 
     def packed_weight(self, packed_weights: dict) -> torch.Tensor | None:

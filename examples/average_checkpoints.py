@@ -2,9 +2,9 @@
 for its results ("a single model obtained by averaging the last 5 checkpoints", Section 6.1):
 
     python examples/average_checkpoints.py --run outputs/sst2 --last 5 --output outputs/sst2/averaged
-    python examples/evaluate_model.py --model outputs/sst2/averaged --task sst2 --data ../shared/data/sentiment/sst2 --split dev
+    python examples/evaluate_model.py --model outputs/sst2/averaged --task sst2 --dataset_name ../shared/data/sentiment/sst2 --split dev
 
-Train with --save-every K --keep-checkpoints N so that the last N checkpoints are kept. The averaged
+Train with --save_every K --keep_checkpoints N so that the last N checkpoints are kept. The averaged
 folder takes its configuration and tokenizer from the run's model/ folder.
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from arguments import counted
-from baselines import METADATA, Wrapper, load_model
-from tasks import get_task
-from train import checkpoints
+from common.arguments import counted
+from common.checkpointing import checkpoints
+from common.tasks import get_task
+from comparison.baselines import METADATA, Wrapper, load_model
 
 
 def average_state_dicts(paths: list[Path]) -> dict:
@@ -34,7 +34,7 @@ def average_state_dicts(paths: list[Path]) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="a train.py --output-dir (with checkpoints/ and model/)")
+    parser.add_argument("--run", required=True, help="a train.py --output_dir (with checkpoints/ and model/)")
     parser.add_argument("--task", help="default: the task recorded in the run's results.json")
     parser.add_argument("--last", type=counted(1), default=5)
     parser.add_argument("--output", required=True)
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     kept = checkpoints(run)[-args.last :]
     if len(kept) < args.last:
         print(f"error: {run / 'checkpoints'} holds {len(kept)} checkpoints, fewer than --last {args.last} "
-              "(train with --keep-checkpoints)", file=sys.stderr)
+              "(train with --keep_checkpoints)", file=sys.stderr)
         return 1
     if args.task is None:
         import json

@@ -1,25 +1,33 @@
 """Does a trained sequence-to-sequence model read its source? The loss of each reference given its own
 source, against the loss of the same references each given the source of the next record:
 
-    python examples/source_dependence.py --model outputs/aeslc/model --task aeslc --data ../shared/data/summarization/aeslc --split dev
+    python examples/source_dependence.py --model outputs/aeslc/model --task aeslc --dataset_name ../shared/data/summarization/aeslc --split dev
 
-A model that uses its source scores the mismatched pairs worse; one that has only learnt the language of
-the targets (writing frequent training targets whatever the input) scores both alike. Losses are per
-target token (label smoothing as in training), in nats. Prints JSON.
+Takes the data options of train.py. A model that uses its source scores the mismatched pairs worse; one that
+has only learnt the language of the targets (writing frequent training targets whatever the input) scores
+both alike. Losses are per target token (label smoothing as in training), in nats. Prints JSON.
 """
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 
 import torch
-from accelerate import Accelerator
 from transformers import AutoTokenizer
 
-from arguments import counted
-from baselines import load_model
-from tasks import DataError, get_task, load_records
-from train import tokenize_records, validation_loss
+from common.arguments import DataArguments, option, parse
+from common.batching import make_collator, tokenize_records, validation_loss
+from common.data import DataError, load_records
+from comparison.baselines import load_model
+
+
+@dataclass
+class DependenceArguments:
+    model: str = option("a model folder saved by train.py or average_checkpoints.py")
+    split: str = option("the split to read (a file-name stem, or train / validation / test for given files)")
+    max_records: int | None = option("the first N records only", minimum=1)
+    max_tokens: int = option("padded tokens per batch", default=8192, minimum=1)
+    bf16: bool = option("run under bfloat16 autocast", default=False)
 
 
 def mismatched(data: dict) -> dict:
@@ -29,32 +37,30 @@ def mismatched(data: dict) -> dict:
 
 def source_dependence(model, tokenizer, task, records: list[dict], max_tokens: int, bf16: bool) -> dict:
     data = tokenize_records(records, tokenizer, task)
-    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no")
-    with torch.no_grad():
-        losses = {name: validation_loss(model, pairs, accelerator, max_tokens, tokenizer.pad_token_id)
-                  for name, pairs in [("matched", data), ("mismatched", mismatched(data))]}
+    device = next(model.parameters()).device
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+    collator = make_collator(tokenizer, task)
+    losses = {name: validation_loss(model, pairs, collator, max_tokens, device, autocast)
+              for name, pairs in [("matched", data), ("mismatched", mismatched(data))]}
     return {"matched_loss": losses["matched"], "mismatched_loss": losses["mismatched"],
             "difference": losses["mismatched"] - losses["matched"]}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a model folder saved by train.py or average_checkpoints.py")
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--data", required=True, help="a dataset folder, or a Hub dataset id")
-    parser.add_argument("--split", required=True)
-    parser.add_argument("--max-records", type=counted(1), default=None, help="the first N records only")
-    parser.add_argument("--max-tokens", type=counted(1), default=8192, help="padded tokens per batch")
-    parser.add_argument("--bf16", action="store_true", help="run under bfloat16 autocast")
-    args = parser.parse_args(argv)
-
-    task = get_task(args.task)
+    parser, (data, args) = parse([DataArguments, DependenceArguments], argv, __doc__)
+    try:
+        task = data.load_task()
+    except ValueError as error:
+        parser.error(str(error))
     if task.head != "seq2seq":
         print(f"error: task {task.name} is classification; this compares sources of a sequence-to-sequence "
               "model", file=sys.stderr)
         return 1
     try:
-        records = load_records(task, args.data, args.split)[: args.max_records]
+        records = load_records(task, data.data_source(task), args.split)[: args.max_records]
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

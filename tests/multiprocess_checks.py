@@ -1,6 +1,8 @@
 """Two real processes on the CPU (gloo, world size 2, through accelerate.debug_launcher): gradients are
 synchronised, parameters stay identical, and the training script computes the same losses and weights as one
-process accumulating the same global batch. debug_launcher uses a fixed port: these tests run one at a time."""
+process accumulating the same global batch; FSDP2 trains ours. debug_launcher uses a fixed port: these tests run
+one at a time, and those that start no Accelerator in this process come first (the forked workers would inherit
+its one-process state)."""
 
 import json
 
@@ -48,6 +50,54 @@ def test_two_processes_synchronise_gradients_and_parameters(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.checked")) == ["rank0.checked", "rank1.checked"]
 
 
+def check_fsdp2_trains_ours_and_saves_a_loadable_folder(folder):
+    """FSDP2 (`fully_shard`) on two CPU processes with gloo: each layer one unit, the root (the shared
+    embedding, which is also the output projection) one more, as Accelerate's transformer-based wrapping does
+    with `_no_split_modules`. The same batch on both ranks gives the step of one unsharded model."""
+    import copy
+
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from transformers import AutoModelForSeq2SeqLM
+
+    accelerator = Accelerator(cpu=True)
+    assert accelerator.num_processes == 2 and accelerator.distributed_type == DistributedType.MULTI_CPU
+    mesh = init_device_mesh("cpu", (2,))
+    model = tiny_seq2seq(seed=0).train()
+    reference = copy.deepcopy(model)
+    for layer in [*model.model.encoder.layers, *model.model.decoder.layers]:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    shared = model.model.encoder.embed_tokens.weight
+    assert model.lm_head.weight is shared and model.model.decoder.embed_tokens.weight is shared
+    assert shared.to_local().shape[0] < shared.shape[0], "the embedding is not sharded"
+
+    batch = {"input_ids": random_tokens(4, 7, seed=10), "labels": random_tokens(4, 5, seed=20)}
+    for net in (model, reference):
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+        net(**batch).loss.backward()
+        optimizer.step()
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if accelerator.is_main_process:
+        expected = reference.state_dict()
+        for name, tensor in state.items():
+            torch.testing.assert_close(tensor, expected[name], rtol=1e-5, atol=1e-6)
+        plain = tiny_seq2seq(seed=1)
+        plain.load_state_dict(state, strict=False)  # tied copies are one tensor: the state names it once
+        plain.save_pretrained(folder)
+        reloaded = AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
+        assert reloaded.lm_head.weight.data_ptr() == reloaded.model.encoder.embed_tokens.weight.data_ptr()
+        torch.testing.assert_close(reloaded(**batch).logits, reference.eval()(**batch).logits)
+        (folder / "checked").write_text("ok")
+    accelerator.wait_for_everyone()
+
+
+def test_fsdp2_on_two_cpu_processes_trains_and_saves_ours(tmp_path):
+    debug_launcher(check_fsdp2_trains_ours_and_saves_a_loadable_folder, args=(tmp_path,), num_processes=2)
+    assert (tmp_path / "checked").read_text() == "ok"
+
+
 def run_training_script(argv):
     assert train.main(argv) == 0
 
@@ -72,3 +122,4 @@ def test_two_process_training_equals_one_process_with_the_same_global_batch(tmp_
     assert weights[0].keys() == weights[1].keys()
     for name in weights[0]:
         torch.testing.assert_close(weights[0][name], weights[1][name], rtol=1e-4, atol=1e-6)
+

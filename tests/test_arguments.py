@@ -5,9 +5,9 @@ import pytest
 import tiny_datasets  # noqa: F401  (puts examples/ on sys.path)
 
 import average_checkpoints
-import benchmark
 import evaluate_model
 import source_dependence
+from benchmark import benchmark
 
 MODEL_ARGS = ["--model", "unused", "--task", "multi30k-en-de", "--data", "unused", "--split", "val"]
 
@@ -16,9 +16,9 @@ MODEL_ARGS = ["--model", "unused", "--task", "multi30k-en-de", "--data", "unused
     # --last 0 took checkpoints[-0:], every checkpoint of the run, and averaged them all
     (average_checkpoints.main, ["--run", "unused", "--output", "unused", "--last", "0"],
      "argument --last: 0 is less than 1"),
-    (evaluate_model.main, [*MODEL_ARGS, "--batch-size", "0"], "argument --batch-size: 0 is less than 1"),
-    (evaluate_model.main, [*MODEL_ARGS, "--num-beams", "-1"], "argument --num-beams: -1 is less than 1"),
-    (source_dependence.main, [*MODEL_ARGS, "--max-tokens", "0"], "argument --max-tokens: 0 is less than 1"),
+    (evaluate_model.main, [*MODEL_ARGS, "--batch-size", "0"], "argument --batch_size: 0 is less than 1"),
+    (evaluate_model.main, [*MODEL_ARGS, "--num_beams", "-1"], "argument --num_beams: -1 is less than 1"),
+    (source_dependence.main, [*MODEL_ARGS, "--max-tokens", "0"], "argument --max_tokens: 0 is less than 1"),
     (benchmark.main, ["--repeats", "0"], "argument --repeats: 0 is less than 1"),
     (benchmark.main, ["--window", "two"], "argument --window: invalid integer >= 1 value: 'two'"),
 ])

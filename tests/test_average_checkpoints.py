@@ -8,8 +8,8 @@ from tiny_datasets import multi30k, sst2, train_arguments
 
 import average_checkpoints
 import train
-from baselines import load_model
-from tasks import get_task
+from common.tasks import get_task
+from comparison.baselines import load_model
 
 
 @pytest.mark.parametrize("task_name, write_data, baseline", [("multi30k-en-de", multi30k, "ours"),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "benchmark.py"
+SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "benchmark" / "benchmark.py"
 
 
 def test_benchmark_quick_mode_writes_every_measurement(tmp_path):
@@ -39,7 +39,7 @@ def test_benchmark_quick_mode_writes_every_measurement(tmp_path):
 
 def test_interleaved_timings_take_turns_and_report_each_steps_own_median(monkeypatch):
     import tiny_datasets  # noqa: F401  (puts examples/ on sys.path)
-    import benchmark
+    from benchmark import benchmark
 
     calls, clock = [], iter(range(1000))
     monkeypatch.setattr(benchmark.time, "perf_counter", lambda: next(clock))  # each call advances 1 s
@@ -51,7 +51,7 @@ def test_interleaved_timings_take_turns_and_report_each_steps_own_median(monkeyp
 
 def test_a_gpu_also_measures_the_base_size_on_batches_like_the_paper_s():
     import tiny_datasets  # noqa: F401  (puts examples/ on sys.path)
-    import benchmark
+    from benchmark import benchmark
 
     assert list(benchmark.sizes_to_measure("cpu", quick=False, size_name=None)) == ["small"]
     on_gpu = benchmark.sizes_to_measure("cuda", quick=False, size_name=None)

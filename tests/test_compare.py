@@ -10,11 +10,11 @@ from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditional
 from tiny_datasets import multi30k, sst2, train_arguments
 from vanilla_transformer.tokenization import VanillaTransformerTokenizer
 
-import baselines
-import compare
-import comparison_report
 import train
-from tasks import get_task
+from common.models import build_model
+from common.tasks import get_task
+from comparison import baselines, compare
+from comparison import report as comparison_report
 
 # A wider FFN than the other tests' tiny model: with a vocabulary of 300, the embeddings would otherwise
 # outweigh everything else and no baseline could come within 10% of our parameter count.
@@ -23,7 +23,7 @@ COMPARISON_MODEL = "d_model=32,encoder_layers=1,decoder_layers=1,num_attention_h
 
 def tiny_train_arguments(*extra):
     arguments = train_arguments("unused", "unused", "unused")[6:]  # everything but task, data, output
-    arguments[arguments.index("--config-overrides") + 1] = COMPARISON_MODEL
+    arguments[arguments.index("--config_overrides") + 1] = COMPARISON_MODEL
     return arguments + list(extra)
 
 
@@ -125,9 +125,7 @@ def test_seq2seq_wrapper_loss_equals_the_wrapped_models_own_loss(tokenizer):
 @pytest.mark.parametrize("task_name", ["multi30k-en-de", "sst2"])
 def test_saved_baseline_reloads_with_the_same_outputs(architecture, task_name, tokenizer, tmp_path):
     task = get_task(task_name)
-    args = train.parse_args(["--task", task_name, "--data", "unused", "--output-dir", "unused",
-                             "--config-overrides", COMPARISON_MODEL])
-    ours = train.build_model(task, tokenizer, args)
+    ours = build_model(task, tokenizer, COMPARISON_MODEL)
     wrapper, _ = baselines.build_baseline(architecture, ours, task, tokenizer, label_smoothing=0.1)
     wrapper.save_pretrained(tmp_path)
     reloaded = baselines.load_model(tmp_path, task)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import huggingface_hub
 
+import tiny_datasets  # noqa: F401  (puts examples/ on sys.path, as the README snippet does from the repository root)
 from conftest import tiny_seq2seq
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -34,6 +35,7 @@ def test_readme_snippets_run(tokenizer, tmp_path, monkeypatch):
         exec(compile(snippet, str(README), "exec"), namespace)
 
     assert namespace["trainer"].state.global_step == 20
+    assert {"eval_bleu", "eval_chrf", "eval_loss"} <= set(namespace["scores"])
     assert Path("outputs/my-model/model.safetensors").exists()
     (files,) = uploaded
     assert {"model.safetensors", "tokenizer.json", "modeling_vanilla_transformer.py"} <= {f.name for f in files}
@@ -57,9 +59,41 @@ def test_readme_training_and_comparison_commands_name_real_options():
     assert len(training) >= 6
     for argv in training:
         train.parse_args(argv)
-    comparisons = readme_commands("compare.py")
+    comparisons = readme_commands("comparison/compare.py")
     assert len(comparisons) >= 3
     for argv in comparisons:
         ours, passed_on = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
         task = ours[ours.index("--task") + 1]
         train.parse_args(["--task", task, "--data", "unused", "--output-dir", "unused", *passed_on])
+
+
+def test_readme_own_data_commands_train_on_the_files_they_name(tmp_path, monkeypatch):
+    """Each "Train on your own data" command, run as written on small files at the paths it names (with a
+    tiny model and a few steps appended), saves a model folder that loads with the Auto classes."""
+    from test_own_data import finnish_swedish, reviews, write_csv, write_jsonl
+    from tiny_datasets import TINY_MODEL
+    from transformers import AutoConfig
+
+    import train
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("data/fi-sv", "data/news", "data/reviews"):
+        (tmp_path / folder).mkdir(parents=True)
+    write_jsonl(tmp_path / "data/fi-sv/train.jsonl", finnish_swedish(30))
+    write_jsonl(tmp_path / "data/fi-sv/valid.jsonl", finnish_swedish(4, seed=1))
+    news = [[f"A {animal} was seen near the river on Monday morning.", f"{animal} by the river"]
+            for animal in ("cat", "dog", "cow", "fish") * 6]
+    for split, rows in [("train", news), ("valid", news[:4]), ("test", news[4:8])]:
+        write_csv(tmp_path / f"data/news/{split}.csv", ["article", "headline"], rows)
+    write_csv(tmp_path / "data/reviews/train.tsv", ["review", "verdict"], reviews(30), delimiter="\t")
+    write_csv(tmp_path / "data/reviews/valid.tsv", ["review", "verdict"], reviews(6, seed=1), delimiter="\t")
+
+    commands = [argv for argv in readme_commands("train.py") if argv[1] in ("translation", "summarization",
+                                                                             "classification")]
+    assert [argv[1] for argv in commands] == ["translation", "summarization", "classification"]
+    tiny = ["--vocab_size", "300", "--config_overrides", TINY_MODEL, "--max_tokens", "256", "--max_steps", "2",
+            "--mixed_precision", "no", "--eval_every", "0", "--log_every", "1"]
+    for argv in commands:
+        assert train.main(argv + tiny) == 0, argv
+        output = Path(argv[argv.index("--output_dir") + 1])
+        assert AutoConfig.from_pretrained(output / "model").model_type == "vanilla_transformer"

@@ -9,8 +9,9 @@ from tiny_datasets import multi30k, sst2, train_arguments
 
 import source_dependence
 import train
-from baselines import load_model
-from tasks import get_task, load_records
+from common.data import DataSource, load_records
+from common.tasks import get_task
+from comparison.baselines import load_model
 from transformers import AutoTokenizer
 
 
@@ -45,7 +46,7 @@ def test_no_difference_when_the_decoder_cannot_see_the_encoder(trained):
         for layer in model.model.decoder.layers:
             layer.encoder_attn.out_proj.weight.zero_()  # encoder-decoder attention now adds nothing
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
-    report = source_dependence.source_dependence(model, tokenizer, task, load_records(task, str(data), "val"),
+    report = source_dependence.source_dependence(model, tokenizer, task, load_records(task, DataSource(str(data)), "val"),
                                                  max_tokens=8192, bf16=False)
     assert report["difference"] == pytest.approx(0.0, abs=1e-5)
 

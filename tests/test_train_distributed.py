@@ -17,7 +17,7 @@ def test_two_process_checks_pass_in_a_fresh_process():
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(CHECKS)],
                             capture_output=True, text=True, timeout=600, cwd=CHECKS.parent.parent)
     assert result.returncode == 0, result.stdout[-4000:]
-    assert "2 passed" in result.stdout, result.stdout[-2000:]
+    assert "3 passed" in result.stdout, result.stdout[-2000:]
 
 
 def test_readme_cpu_launch_with_accumulation_equals_one_process(tmp_path):
@@ -43,3 +43,23 @@ def test_readme_cpu_launch_with_accumulation_equals_one_process(tmp_path):
     losses = [[h["train_loss"] for h in run["history"] if "train_loss" in h] for run in (two, one)]
     assert len(losses[0]) == 3
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+@pytest.mark.parametrize("task_name", ["multi30k-en-de", "sst2"])
+def test_cpu_launch_whose_last_step_is_an_evaluation_step_exits(task_name, tmp_path):
+    """Every process must take the same decision on a final validation (a collective operation): when only the
+    main process knew that the last step had been validated, the other one waited for it forever."""
+    from tiny_datasets import DATASETS, EXAMPLES, train_arguments
+
+    data = DATASETS[task_name](tmp_path / "data", count=80)
+    launcher = Path(sys.executable).parent / "accelerate"
+    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
+               str(EXAMPLES / "train.py"), *train_arguments(task_name, data, tmp_path / "run", "--max_steps", "4",
+                                                            "--eval_every", "2", "--max_tokens", "100")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "ACCELERATE_USE_CPU": "true"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["hardware"]["processes"] == 2
+    main_metric = "bleu" if task_name.startswith("multi30k") else "accuracy"
+    assert [h["step"] for h in results["history"] if main_metric in h] == [2, 4]

@@ -93,3 +93,22 @@ def test_wall_time_of_a_resumed_run_includes_the_processes_before(tmp_path):
     torch.save(state, state_file)
     assert train.main(train_arguments("multi30k-en-de", data, run, "--max-steps", "3", "--resume")) == 0
     assert 10_000 < json.loads((run / "results.json").read_text())["wall_seconds"] < 10_000 + 600
+
+
+def test_resume_from_a_named_checkpoint_repeats_the_steps_after_it(tmp_path):
+    data = multi30k(tmp_path / "data")
+    run = tmp_path / "run"
+    steps = ["--max_steps", "4", "--save_every", "2", "--keep_checkpoints", "3"]
+    assert train.main(train_arguments("multi30k-en-de", data, run, *steps)) == 0
+    first = losses(run)
+    state_file = run / "checkpoints" / "step-2" / "custom_checkpoint_0.pkl"
+    state = torch.load(state_file, weights_only=False)
+    state["tokens"] = 10**12  # a mark: only a run that starts from this checkpoint counts from here
+    torch.save(state, state_file)
+    assert train.main(train_arguments("multi30k-en-de", data, run, *steps, "--resume_from_checkpoint",
+                                      str(run / "checkpoints" / "step-2"))) == 0
+    assert json.loads((run / "results.json").read_text())["train_tokens"] > 10**12
+    again = losses(run)  # steps 3 and 4 again, from the state of step 2
+    assert [step for step, _, _ in again] == [1, 2, 3, 4]
+    assert [v for _, loss, lr in again for v in (loss, lr)] == pytest.approx(
+        [v for _, loss, lr in first for v in (loss, lr)], rel=1e-6)

@@ -1,7 +1,9 @@
 """Every task end to end on a few dozen records (train, save, score, draw), the data checks, and batching."""
 
+import contextlib
 import gzip
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +14,16 @@ from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassificati
 import attention_maps
 import evaluate_model
 import train
-from tasks import DataError, get_task, load_records
+from common.batching import collate, count_items, count_tokens, length_grouped_batches, make_collator
+from common.batching import validation_loss
+from common.data import DataError, DataSource, load_records
+from common.models import apply_overrides, build_optimizer
+from common.tasks import get_task
+from vanilla_transformer.configuration import VanillaTransformerConfig
+
+
+def records(task_name, folder, split):
+    return load_records(get_task(task_name), DataSource(str(folder)), split)
 
 EXPECTED_METRICS = {"translation": {"bleu", "chrf", "bleu_signature"}, "summarization": {"rouge1", "rouge2", "rougeL"},
                     "classification": {"accuracy", "macro_f1"}}
@@ -23,7 +34,7 @@ def test_task_trains_saves_and_scores_end_to_end(task_name, tmp_path):
     task = get_task(task_name)
     data = DATASETS[task_name](tmp_path / "data")
     output = tmp_path / "run"
-    assert train.main(train_arguments(task_name, data, output, "--max-steps", "3", "--save-every", "2")) == 0
+    assert train.main(train_arguments(task_name, data, output, "--max_steps", "3", "--save_every", "2")) == 0
 
     results = json.loads((output / "results.json").read_text())
     assert results["steps"] == 3 and results["task"] == task_name
@@ -41,11 +52,14 @@ def test_task_trains_saves_and_scores_end_to_end(task_name, tmp_path):
     assert AutoTokenizer.from_pretrained(output / "model").add_prefix_space == task.defaults.get("add_prefix_space", False)
 
     report = tmp_path / "eval" / "metrics.json"
-    split = "test_2016_flickr" if task.data_format == "parallel" else task.validation_split
-    assert evaluate_model.main(["--model", str(output / "model"), "--task", task_name, "--data", str(data),
-                                "--split", split, "--num-beams", "2", "--output", str(report)]) == 0
+    split = task.test_split if task.kind == "translation" else task.validation_split
+    assert evaluate_model.main(["--model", str(output / "model"), "--task", task_name, "--dataset_name", str(data),
+                                "--split", split, "--num_beams", "2", "--n_bootstrap", "50",
+                                "--output", str(report)]) == 0
     scores = json.loads(report.read_text())
-    assert scores["records"] == len(load_records(task, str(data), split))
+    assert scores["records"] == len(records(task_name, data, split))
+    main = task.main_metric
+    assert scores[f"{main}_ci95"][0] <= scores[main] <= scores[f"{main}_ci95"][1]
     assert EXPECTED_METRICS[task.metric] <= set(scores)
     assert len(report.with_suffix(".predictions.txt").read_text().splitlines()) == scores["records"]
 
@@ -64,11 +78,10 @@ def test_attention_maps_draws_one_png_per_layer_and_kind(task_name, tmp_path):
 
 def test_translation_tasks_read_the_language_pair_they_name(tmp_path):
     data = multi30k(tmp_path)
-    first = {name: load_records(get_task(name), str(data), "train")[0]
-             for name in ["multi30k-en-de", "multi30k-de-en", "multi30k-en-fr"]}
+    first = {name: records(name, data, "train")[0] for name in ["multi30k-en-de", "multi30k-de-en", "multi30k-en-fr"]}
     assert first["multi30k-en-de"]["source"] == first["multi30k-en-fr"]["source"].strip()
-    assert first["multi30k-de-en"] == {"source": first["multi30k-en-de"]["target"],
-                                       "target": first["multi30k-en-de"]["source"]}
+    assert (first["multi30k-de-en"]["source"], first["multi30k-de-en"]["target"]) == (
+        first["multi30k-en-de"]["target"], first["multi30k-en-de"]["source"])
     assert first["multi30k-en-fr"]["target"] != first["multi30k-en-de"]["target"]
 
 
@@ -81,7 +94,7 @@ def test_misaligned_parallel_files_name_both_files(tmp_path):
     data = multi30k(tmp_path)
     write_gzip(data / "train.de.gz", "Eins.\nZwei.\n")
     with pytest.raises(DataError, match=r"train\.en\.gz has 40 lines but .*train\.de\.gz has 2"):
-        load_records(get_task("multi30k-en-de"), str(data), "train")
+        records("multi30k-en-de", data, "train")
 
 
 def test_empty_sentence_in_parallel_file_names_file_and_line(tmp_path):
@@ -90,84 +103,95 @@ def test_empty_sentence_in_parallel_file_names_file_and_line(tmp_path):
     lines[6] = "  "
     write_gzip(data / "train.de.gz", "\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"train\.de\.gz:7: empty sentence"):
-        load_records(get_task("multi30k-en-de"), str(data), "train")
+        records("multi30k-en-de", data, "train")
 
 
-def test_bad_label_names_file_and_line(tmp_path):
+def test_unknown_label_names_file_and_line(tmp_path):
+    from common.data import encode_labels
+
     data = sst2(tmp_path)
     lines = (data / "train.tsv").read_text().splitlines()
-    lines[3] = "a fine film \tpositive"
+    lines[3] = "a fine film \tsuperb"
     (data / "train.tsv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"train\.tsv:4: label 'positive' is not one of 0\.\.1"):
-        load_records(get_task("sst2"), str(data), "train")
+    with pytest.raises(DataError, match=r"train\.tsv:4: unknown label 'superb'; the labels are negative, positive"):
+        encode_labels(get_task("sst2"), records("sst2", data, "train"))
 
 
-def test_wrong_header_and_missing_tab_are_reported(tmp_path):
+def test_missing_column_and_missing_field_are_reported(tmp_path):
     data = sst2(tmp_path)
     (data / "dev.tsv").write_text("text\tlabel\nok \t1\n")
-    with pytest.raises(DataError, match=r"dev\.tsv:1: expected the header 'sentence<TAB>label'"):
-        load_records(get_task("sst2"), str(data), "dev")
+    with pytest.raises(DataError, match=r"dev\.tsv: no column 'sentence'; its columns are: text, label"):
+        records("sst2", data, "dev")
     (data / "dev.tsv").write_text("sentence\tlabel\nok \t1\nno label here\n")
-    with pytest.raises(DataError, match=r"dev\.tsv:3: expected 2 tab-separated fields, got 1"):
-        load_records(get_task("sst2"), str(data), "dev")
+    with pytest.raises(DataError, match=r"dev\.tsv:3: empty 'label'"):  # a row without the field: an empty cell
+        records("sst2", data, "dev")
 
 
 def test_invalid_json_and_missing_field_are_reported(tmp_path):
     data = samsum(tmp_path)
     write_gzip(data / "val.json.gz", '[{"id": "1",\n "dialogue": "hi", "summary": }]')
     with pytest.raises(DataError, match=r"val\.json\.gz:2: not valid JSON"):
-        load_records(get_task("samsum"), str(data), "val")
+        records("samsum", data, "val")
     write_gzip(data / "val.json.gz", json.dumps([{"id": "1", "dialogue": "hi"}]))
-    with pytest.raises(DataError, match=r"val\.json\.gz record 1: expected an object with fields 'dialogue' and "
-                                        r"'summary'"):
-        load_records(get_task("samsum"), str(data), "val")
+    with pytest.raises(DataError, match=r"val\.json\.gz: no column 'summary'; its columns are: id, dialogue"):
+        records("samsum", data, "val")
 
 
-def test_empty_record_is_skipped_with_a_warning_naming_it(tmp_path, caplog):
+def test_empty_record_is_skipped_with_a_warning_naming_it_where_the_preset_says_so(tmp_path, caplog):
     data = samsum(tmp_path)
-    records = json.load(gzip.open(data / "train.json.gz", "rt"))
-    records[4]["dialogue"] = ""
-    write_gzip(data / "train.json.gz", json.dumps(records))
-    loaded = load_records(get_task("samsum"), str(data), "train")
-    assert len(loaded) == len(records) - 1
+    items = json.load(gzip.open(data / "train.json.gz", "rt"))
+    items[4]["dialogue"] = ""
+    write_gzip(data / "train.json.gz", json.dumps(items))
+    loaded = records("samsum", data, "train")
+    assert len(loaded) == len(items) - 1
     assert "train.json.gz record 5" in caplog.text
 
 
 def test_missing_split_lists_the_splits_that_exist(tmp_path):
     data = multi30k(tmp_path)
-    with pytest.raises(DataError, match=r"no file test_2017\.en\[\.gz\]; splits here: test_2016_flickr, train, val"):
-        load_records(get_task("multi30k-en-de"), str(data), "test_2017")
+    with pytest.raises(DataError, match=r"no file for split 'test_2017' .*; splits here: test_2016_flickr, train, val"):
+        records("multi30k-en-de", data, "test_2017")
 
 
 def test_training_command_reports_data_errors_without_a_traceback(tmp_path, capsys):
     data = multi30k(tmp_path / "data")
     write_gzip(data / "train.de.gz", "Eins.\n")
-    assert train.main(train_arguments("multi30k-en-de", data, tmp_path / "run", "--max-steps", "1")) == 1
+    assert train.main(train_arguments("multi30k-en-de", data, tmp_path / "run", "--max_steps", "1")) == 1
     error = capsys.readouterr().err
     assert error.startswith("error: ") and "train.de.gz has 1" in error and "Traceback" not in error
 
 
 def test_unknown_task_and_bad_override_are_named():
-    with pytest.raises(ValueError, match="unknown task 'wmt14'; known tasks: multi30k-en-de"):
+    with pytest.raises(ValueError, match="unknown task 'wmt14'; a task kind .* or a preset .*multi30k-en-de"):
         get_task("wmt14")
-    with pytest.raises(ValueError, match="--config-overrides: 'd_model' is not name=value"):
-        train.parse_overrides("d_model")
+    with pytest.raises(ValueError, match="--config_overrides: 'd_model' is not name=value"):
+        apply_overrides(VanillaTransformerConfig(), "d_model")
+    with pytest.raises(ValueError, match="--config_overrides: key d_modle isn't in the original config dict"):
+        apply_overrides(VanillaTransformerConfig(), "d_modle=64")
+    with pytest.raises(ValueError, match="d_model=100: must be divisible by num_attention_heads=8"):
+        apply_overrides(VanillaTransformerConfig(), "d_model=100")
+    config = VanillaTransformerConfig()
+    assert apply_overrides(config, "d_model=64,dropout=0.3,attention_window=8,attn_implementation=eager") == "eager"
+    assert (config.d_model, config.dropout, config.attention_window) == (64, 0.3, 8)
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--save-every", "0", "argument --save-every: 0 is less than 1"),  # was a ZeroDivisionError at step 1
-    ("--log-every", "-5", "argument --log-every: -5 is less than 1"),
-    ("--eval-every", "-1", "argument --eval-every: -1 is less than 0"),
-    ("--max-tokens", "ten", "argument --max-tokens: invalid integer >= 1 value: 'ten'"),
-    ("--epochs", "0", "argument --epochs: 0 is not above 0"),
+    ("--save_every", "0", "argument --save_every: 0 is less than 1"),  # was a ZeroDivisionError at step 1
+    ("--log-every", "-5", "argument --log_every: -5 is less than 1"),
+    ("--eval_every", "-1", "argument --eval_every: -1 is less than 0"),
+    ("--max_tokens", "ten", "invalid int value: 'ten'"),
+    ("--epochs", "0", "argument --num_train_epochs: 0.0 is not above 0"),
+    ("--config_overrides", "d_model=100", "must be divisible by num_attention_heads"),
 ])
 def test_out_of_range_training_options_are_named_before_anything_runs(option, value, message, capsys):
     with pytest.raises(SystemExit):
-        train.parse_args(["--task", "sst2", "--data", "unused", "--output-dir", "unused", "--max-steps", "3",
+        train.parse_args(["--task", "sst2", "--data", "unused", "--output_dir", "unused", "--max_steps", "3",
                           option, value])
     assert message in capsys.readouterr().err
-    assert train.parse_args(["--task", "sst2", "--data", "unused", "--output-dir", "unused", "--max-steps", "3",
-                             "--eval-every", "0"]).eval_every == 0  # 0: validate only at the end
+    task, data, model, training = train.parse_args(["--task", "sst2", "--data", "unused", "--output-dir", "unused",
+                                                    "--max-steps", "3", "--eval-every", "0"])
+    assert training.eval_every == 0 and training.max_steps == 3  # 0: validate only at the end
+    assert training.learning_rate == 5e-4 and model.vocab_size == 8000  # the preset's recipe fills in the rest
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -189,7 +213,7 @@ def padded_tokens(data, batches):
 
 def test_length_grouped_batches_cover_every_example_once_within_the_token_budget():
     data = random_lengths_data()
-    batches = train.length_grouped_batches(data, max_tokens=1024, seed=0, epoch=0)
+    batches = length_grouped_batches(data, max_tokens=1024, seed=0, epoch=0)
     assert sorted(i for b in batches for i in b) == list(range(2000))
     assert all(padded_tokens(data, [b]) <= 1024 for b in batches)
 
@@ -197,7 +221,7 @@ def test_length_grouped_batches_cover_every_example_once_within_the_token_budget
 def test_length_grouped_batches_keep_padding_small():
     data = random_lengths_data()
     real = sum(len(ids) for ids in data["input_ids"]) + sum(len(ids) for ids in data["labels"])
-    batches = train.length_grouped_batches(data, max_tokens=1024, seed=0, epoch=0)
+    batches = length_grouped_batches(data, max_tokens=1024, seed=0, epoch=0)
     size = round(np.mean([len(b) for b in batches]))
     shuffled = np.random.default_rng(1).permutation(2000).tolist()
     random_batches = [shuffled[i : i + size] for i in range(0, 2000, size)]
@@ -206,18 +230,19 @@ def test_length_grouped_batches_keep_padding_small():
 
 def test_batch_order_is_a_function_of_seed_and_epoch():
     data = random_lengths_data()
-    assert train.length_grouped_batches(data, 1024, 0, 3) == train.length_grouped_batches(data, 1024, 0, 3)
-    assert train.length_grouped_batches(data, 1024, 0, 3) != train.length_grouped_batches(data, 1024, 0, 4)
+    assert length_grouped_batches(data, 1024, 0, 3) == length_grouped_batches(data, 1024, 0, 3)
+    assert length_grouped_batches(data, 1024, 0, 3) != length_grouped_batches(data, 1024, 0, 4)
 
 
-def test_collate_pads_sources_with_pad_and_labels_with_ignore_index():
+def test_collate_pads_sources_with_pad_and_labels_with_ignore_index(tokenizer):
     data = {"input_ids": [[7, 8, 2], [9, 2]], "labels": [[10, 2], [11, 12, 13, 2]]}
-    batch = train.collate(data, [0, 1], pad_token_id=0)
+    batch = collate(make_collator(tokenizer, get_task("multi30k-en-de")), data, [0, 1])
     assert batch["input_ids"].tolist() == [[7, 8, 2], [9, 2, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert batch["labels"].tolist() == [[10, 2, -100, -100], [11, 12, 13, 2]]
-    assert train.count_items(batch) == 6 and train.count_tokens(batch) == 11
-    assert torch.equal(train.collate({"input_ids": [[5, 2]], "labels": [1]}, [0], 0)["labels"], torch.tensor([1]))
+    assert count_items(batch) == 6 and count_tokens(batch) == 11
+    classification = make_collator(tokenizer, get_task("sst2"))
+    assert torch.equal(collate(classification, {"input_ids": [[5, 2]], "labels": [1]}, [0])["labels"], torch.tensor([1]))
 
 
 def test_hub_dataset_ids_map_splits_and_columns_to_the_task_fields(monkeypatch):
@@ -226,22 +251,23 @@ def test_hub_dataset_ids_map_splits_and_columns_to_the_task_fields(monkeypatch):
 
     requested = []
 
-    def fake_load_dataset(dataset_id, split):
+    def fake_load_dataset(dataset_id, config_name, split):
         requested.append((dataset_id, split))
         return datasets.Dataset.from_dict({"id": ["1", "2"], "email_body": ["Hi, lunch at noon?", "x"],
                                            "subject_line": ["lunch", ""]})
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    records = load_records(get_task("aeslc"), "Yale-LILY/aeslc", "dev")
+    task = replace(get_task("aeslc"), skip_empty_records=True)
+    loaded = load_records(task, DataSource("Yale-LILY/aeslc"), "dev")
     assert requested == [("Yale-LILY/aeslc", "validation")]
-    assert [(r["source"], r["target"]) for r in records] == [("Hi, lunch at noon?", "lunch")]  # empty target dropped
+    assert [(r["source"], r["target"]) for r in loaded] == [("Hi, lunch at noon?", "lunch")]  # empty target dropped
 
 
 def test_weight_decay_shrinks_weight_matrices_only_and_zero_is_the_papers_adam():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
-    assert type(train.build_optimizer(model, lr=0.1, weight_decay=0.0)) is torch.optim.Adam
+    assert type(build_optimizer(model, lr=0.1, weight_decay=0.0)) is torch.optim.Adam
     before = [p.detach().clone() for p in model.parameters()]
-    optimizer = train.build_optimizer(model, lr=0.1, weight_decay=0.5)
+    optimizer = build_optimizer(model, lr=0.1, weight_decay=0.5)
     for parameter in model.parameters():
         parameter.grad = torch.zeros_like(parameter)  # no gradient: only the decay moves a parameter
     optimizer.step()
@@ -250,10 +276,8 @@ def test_weight_decay_shrinks_weight_matrices_only_and_zero_is_the_papers_adam()
         torch.testing.assert_close(new.detach(), expected)
 
 
-def test_validation_loss_builds_no_autograd_graph():
+def test_validation_loss_builds_no_autograd_graph(tokenizer):
     from types import SimpleNamespace
-
-    from accelerate import Accelerator
 
     class RecordsGradMode(torch.nn.Module):
         def __init__(self):
@@ -266,5 +290,6 @@ def test_validation_loss_builds_no_autograd_graph():
 
     model = RecordsGradMode()
     data = {"input_ids": [[5, 6, 7], [5, 6]], "labels": [[8, 9], [8]]}
-    loss = train.validation_loss(model, data, Accelerator(cpu=True), max_tokens=100, pad_token_id=0)
+    loss = validation_loss(model, data, make_collator(tokenizer, get_task("multi30k-en-de")), max_tokens=100,
+                           device="cpu", autocast=contextlib.nullcontext)
     assert loss == 1.0 and model.grad_enabled and not any(model.grad_enabled)

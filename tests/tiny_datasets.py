@@ -84,6 +84,6 @@ TINY_MODEL = "d_model=32,encoder_layers=1,decoder_layers=1,num_attention_heads=2
 
 def train_arguments(task: str, data: Path, output_dir: Path, *extra: str) -> list[str]:
     """Command-line arguments of examples/train.py for a tiny, fast run."""
-    return ["--task", task, "--data", str(data), "--output-dir", str(output_dir), "--vocab-size", "300",
-            "--config-overrides", TINY_MODEL, "--max-tokens", "256", "--lr", "3e-3", "--warmup-steps", "2",
-            "--mixed-precision", "no", "--log-every", "1", "--eval-every", "0", *extra]
+    return ["--task", task, "--dataset_name", str(data), "--output_dir", str(output_dir), "--vocab_size", "300",
+            "--config_overrides", TINY_MODEL, "--max_tokens", "256", "--learning_rate", "3e-3", "--warmup_steps",
+            "2", "--mixed_precision", "no", "--log_every", "1", "--eval_every", "0", *extra]

@@ -39,8 +39,9 @@ from pathlib import Path
 import torch
 from transformers import BartConfig, BartForConditionalGeneration, MarianConfig, MarianMTModel
 
-from arguments import counted
-from peak_memory import peak_memory_since, start_peak_memory
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, for the shared modules in common/
+from common.arguments import counted  # noqa: E402
+from common.peak_memory import peak_memory_since, start_peak_memory  # noqa: E402
 from vanilla_transformer.configuration import VanillaTransformerConfig
 from vanilla_transformer.modeling import VanillaTransformerForConditionalGeneration
 from vanilla_transformer.modeling.modeling_vanilla_transformer import onednn_linear

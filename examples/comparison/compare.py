@@ -1,28 +1,31 @@
-"""Side by side: ours and the baselines of examples/baselines.py trained by train.py on one task, with the
+"""Side by side: ours and the baselines of examples/comparison/baselines.py trained by train.py on one task, with the
 same tokenizer, data, number of steps (so the same training tokens), optimiser, schedule and decoding.
 
-    python examples/compare.py --task sst2 --data ../shared/data/sentiment/sst2 --seeds 0 1 2 \\
+    python examples/comparison/compare.py --task sst2 --dataset_name ../shared/data/sentiment/sst2 --seeds 0 1 2 \\
         -- --epochs 2 --config-overrides d_model=128,encoder_layers=2,ffn_dim=512
 
 Everything after `--` goes to every train.py run. Each run is a fresh process (so that its peak memory is
 its own) writing to --output-dir/<task>/<model>-seed<N>; a run whose results.json exists is not repeated.
 The results.json of every run is copied to --results-dir/<task>/ (committed: the raw results), and the
-tables and plots in model_card.md are regenerated from everything in --results-dir (comparison_report.py).
+tables and plots in model_card.md are regenerated from everything in --results-dir (comparison/report.py).
 A --baseline may also be a Hub model id, to compare with pretrained checkpoints when online.
 """
 
 import argparse
 import json
+import runpy
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from baselines import ARCHITECTURES
-from comparison_report import write_report
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, for the shared modules in common/
 
-TRAIN_SCRIPT = Path(__file__).resolve().parent / "train.py"
+from comparison.baselines import ARCHITECTURES  # noqa: E402
+from comparison.report import write_report  # noqa: E402
+
+TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "train.py"
 
 
 def run_name(baseline: str, seed: int) -> str:
@@ -30,10 +33,8 @@ def run_name(baseline: str, seed: int) -> str:
 
 
 def run_training(train_argv: list[str], in_process: bool) -> int:
-    if in_process:
-        import train
-
-        return train.main(train_argv)
+    if in_process:  # the script's main() in this process: its namespace, without running it as __main__
+        return runpy.run_path(str(TRAIN_SCRIPT), run_name="train_in_process")["main"](train_argv)
     return subprocess.run([sys.executable, str(TRAIN_SCRIPT), *train_argv]).returncode
 
 
@@ -43,15 +44,16 @@ def main(argv=None) -> int:
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True)
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--dataset_name", "--data", dest="data", required=True,
+                        help="a Hub dataset id or a local folder, as train.py's --dataset_name")
     parser.add_argument("--baselines", nargs="+", default=list(ARCHITECTURES),
                         help=f"architectures ({', '.join(ARCHITECTURES)}) or Hub model ids")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--output-dir", default="outputs/compare", help="run folders (checkpoints, models)")
-    parser.add_argument("--results-dir", default="results/comparison", help="the raw results.json of each run")
-    parser.add_argument("--model-card", default="model_card.md", help="where the tables go ('' to skip)")
-    parser.add_argument("--figures-dir", default="figures")
-    parser.add_argument("--in-process", action="store_true",
+    parser.add_argument("--output_dir", "--output-dir", dest="output_dir", default="outputs/compare", help="run folders (checkpoints, models)")
+    parser.add_argument("--results_dir", "--results-dir", dest="results_dir", default="results/comparison", help="the raw results.json of each run")
+    parser.add_argument("--model_card", "--model-card", dest="model_card", default="model_card.md", help="where the tables go ('' to skip)")
+    parser.add_argument("--figures_dir", "--figures-dir", dest="figures_dir", default="figures")
+    parser.add_argument("--in_process", "--in-process", dest="in_process", action="store_true",
                         help="run train.py in this process (saves the start-up time of each run; used by the tests; "
                         "the peak memory then includes what earlier runs left allocated)")
     args = parser.parse_args(argv)
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
             name = run_name(baseline, seed)
             output = Path(args.output_dir) / args.task / name
             if not (output / "results.json").exists():
-                train_argv = ["--task", args.task, "--data", args.data, "--output-dir", str(output),
+                train_argv = ["--task", args.task, "--dataset_name", args.data, "--output_dir", str(output),
                               "--baseline", baseline, "--seed", str(seed), *train_args]
                 print(f"[compare] {name}: train.py {' '.join(train_argv)}", flush=True)
                 started = time.time()

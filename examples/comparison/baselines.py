@@ -6,7 +6,7 @@ online, any Hub checkpoint.
     gpt2  GPT2LMHeadModel reading "source <s> target", loss on the target only / GPT2ForSequenceClassification
     bert  EncoderDecoderModel of a BertModel encoder and a BertLMHeadModel decoder with cross-attention /
           BertForSequenceClassification (reading <s> first, in the place of BERT's [CLS])
-    lstm  LSTM encoder-decoder with attention / LSTM classifier (examples/lstm_baseline.py)
+    lstm  LSTM encoder-decoder with attention / LSTM classifier (examples/comparison/lstm_baseline.py)
 
 Each model is wrapped so that train.py and evaluation.py treat it exactly like ours: the same batches
 (input_ids, attention_mask, labels), the same loss (label-smoothed cross-entropy, summed and divided by the
@@ -42,7 +42,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import Seq2SeqLMOutput, SequenceClassifierOutput
 
-import lstm_baseline
+from . import lstm_baseline
 from vanilla_transformer.modeling import (
     VanillaTransformerForConditionalGeneration,
     VanillaTransformerForSequenceClassification,

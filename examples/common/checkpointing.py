@@ -1,0 +1,65 @@
+"""Checkpoints that survive a kill: each is written under a temporary name and renamed into place when
+complete, so a run killed at any moment (even with SIGKILL) leaves the previous checkpoint usable.
+
+Accelerate's own naming and rotation (`ProjectConfiguration(automatic_checkpoint_naming=True,
+total_limit=N)`) writes straight into the final `checkpoint_N` folder and resumes from the newest folder,
+complete or not, so a kill during a save could leave a run that cannot resume; hence the rename here."""
+
+import os
+import shutil
+from pathlib import Path
+
+
+class Progress:
+    """Where training stands; saved in every checkpoint next to model, optimizer, scheduler and RNG states.
+    Every process holds the same values, so decisions taken from it are the same on every process."""
+
+    def __init__(self):
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.tokens, self.train_seconds = 0, 0.0
+        self.wall_seconds = 0.0  # since the run first started, up to the newest checkpoint (across resumes)
+        self.best_metric, self.best_step = None, None
+        self.validated_step = None  # the last step validated
+        self.window_loss, self.window_items = 0.0, 0  # the training loss since the last log line
+        self.history: list[dict] = []  # filled on the main process only
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        vars(self).update(state)
+
+
+def checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (a checkpoint is renamed into place only once fully written)."""
+    folder = Path(output_dir) / "checkpoints"
+    return sorted(folder.glob("step-*[0-9]"), key=lambda p: int(p.name.split("-")[1])) if folder.exists() else []
+
+
+def save_checkpoint(accelerator, output_dir: Path, step: int, keep: int) -> Path:
+    final = output_dir / "checkpoints" / f"step-{step}"
+    partial = final.with_name(final.name + ".partial")
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)  # atomic: a kill leaves either the old set of checkpoints or the new one
+        for old in checkpoints(output_dir)[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def save_model_folder(model, tokenizer, folder: Path) -> None:
+    partial = folder.with_name(folder.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(partial, folder)

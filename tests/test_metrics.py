@@ -1,0 +1,76 @@
+"""The metric modules (evaluate modules kept in examples/common/metric_modules, loaded offline) give exactly
+what their reference libraries give when called directly, and bootstrap intervals that hold the score."""
+
+import random
+
+import numpy as np
+import pytest
+import tiny_datasets  # noqa: F401  (puts examples/ on sys.path)
+from rouge_score import rouge_scorer
+from sacrebleu.metrics import BLEU, CHRF
+from sklearn.metrics import accuracy_score, f1_score
+
+from common.evaluation import load_metric, score, trainer_compute_metrics
+from common.tasks import get_task
+
+WORDS = "the a cat dog sat ran on under mat table quickly slowly red blue".split()
+
+
+def sentences(count, seed):
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))) for _ in range(count)]
+
+
+def test_bleu_and_chrf_equal_sacrebleu():
+    predictions, references = sentences(60, 0), sentences(60, 1)
+    for i in range(0, 60, 3):
+        predictions[i] = references[i]  # some exact matches, so BLEU is well above 0
+    result = load_metric("translation").compute(predictions=predictions, references=[[r] for r in references],
+                                                n_bootstrap=200)
+    bleu, chrf = BLEU(), CHRF()
+    assert result["bleu"] == bleu.corpus_score(predictions, [references]).score
+    assert result["chrf"] == chrf.corpus_score(predictions, [references]).score
+    assert result["bleu_signature"] == str(bleu.get_signature())
+    for name in ("bleu", "chrf"):
+        low, high = result[f"{name}_ci95"]
+        assert low < result[name] < high
+
+
+def test_rouge_equals_rouge_score_with_the_best_of_several_references():
+    predictions, first, second = sentences(40, 2), sentences(40, 3), sentences(40, 4)
+    result = load_metric("summarization").compute(predictions=predictions,
+                                                  references=[[a, b] for a, b in zip(first, second)], n_bootstrap=200)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    direct = [scorer.score_multi([a, b], p) for p, a, b in zip(predictions, first, second)]
+    for name in ("rouge1", "rouge2", "rougeL"):
+        assert result[name] == pytest.approx(100 * np.mean([s[name].fmeasure for s in direct]), abs=1e-9)
+        low, high = result[f"{name}_ci95"]
+        assert low <= result[name] <= high and low < high
+
+
+def test_accuracy_and_macro_f1_equal_scikit_learn():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 200)
+    predictions = np.where(rng.random(200) < 0.7, labels, rng.integers(0, 3, 200))
+    result = load_metric("classification").compute(predictions=predictions, references=labels, n_bootstrap=200)
+    assert result["accuracy"] == pytest.approx(100 * accuracy_score(labels, predictions))
+    assert result["macro_f1"] == pytest.approx(100 * f1_score(labels, predictions, average="macro"))
+    assert result["accuracy_ci95"][0] < result["accuracy"] < result["accuracy_ci95"][1]
+
+
+def test_records_are_scored_against_all_their_references():
+    task = get_task("aeslc")
+    records = [{"source": "x", "target": "lunch", "references": ["lunch at noon", "noon lunch"]}]
+    assert score(task, ["lunch at noon"], records)["rouge1"] == 100.0
+
+
+def test_trainer_compute_metrics_decodes_generated_ids_and_labels(tokenizer):
+    from transformers import EvalPrediction
+
+    texts = ["The cat sat on the mat.", "Two dogs play in the snow."]
+    ids = tokenizer(texts, padding=True, return_tensors="np")["input_ids"]
+    labels = np.where(ids == tokenizer.pad_token_id, -100, ids)  # as DataCollatorForSeq2Seq pads labels
+    compute_metrics = trainer_compute_metrics(get_task("translation"), tokenizer)
+    assert compute_metrics(EvalPrediction(predictions=ids, label_ids=labels))["bleu"] == pytest.approx(100.0)
+    worse = compute_metrics(EvalPrediction(predictions=ids[::-1].copy(), label_ids=labels))
+    assert worse["bleu"] < 50

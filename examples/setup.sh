@@ -9,4 +9,4 @@ if [ ! -x "$PYTHON" ]; then
 fi
 # torch first and pinned: a looser requirement would pull the newest release with several GB of CUDA packages.
 "$PYTHON" -m pip install --quiet --disable-pip-version-check torch==2.13.0
-"$PYTHON" -m pip install --quiet --disable-pip-version-check -c "$ROOT/examples/constraints.txt" -e "$ROOT[train,test]"
+"$PYTHON" -m pip install --quiet --disable-pip-version-check -c "$ROOT/examples/constraints.txt" -e "$ROOT[train,test,ctranslate2]"

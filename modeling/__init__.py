@@ -14,6 +14,7 @@ from .modeling_vanilla_transformer import (
     VanillaTransformerModel,
     VanillaTransformerPreTrainedModel,
 )
+from .export_ctranslate2_vanilla_transformer import export_ctranslate2, translator_threads
 from .pipeline_vanilla_transformer import VanillaTransformerSeq2SeqPipeline
 
 AutoConfig.register(VanillaTransformerConfig.model_type, VanillaTransformerConfig, exist_ok=True)
@@ -30,4 +31,6 @@ __all__ = [
     "VanillaTransformerForConditionalGeneration",
     "VanillaTransformerForSequenceClassification",
     "VanillaTransformerSeq2SeqPipeline",
+    "export_ctranslate2",
+    "translator_threads",
 ]

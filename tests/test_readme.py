@@ -97,3 +97,18 @@ def test_readme_own_data_commands_train_on_the_files_they_name(tmp_path, monkeyp
         assert train.main(argv + tiny) == 0, argv
         output = Path(argv[argv.index("--output_dir") + 1])
         assert AutoConfig.from_pretrained(output / "model").model_type == "vanilla_transformer"
+
+
+def test_readme_conversion_command_writes_a_ctranslate2_model(tokenizer, tmp_path, monkeypatch):
+    import shlex
+
+    from vanilla_transformer.modeling.export_ctranslate2_vanilla_transformer import main as ct2_main
+
+    monkeypatch.chdir(tmp_path)
+    model = tiny_seq2seq(vocab_size=len(tokenizer))
+    model.save_pretrained("outputs/dates")
+    tokenizer.save_pretrained("outputs/dates")
+    prefix = ".venv/bin/vanilla-transformer-ct2 "
+    (line,) = [line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith(prefix)]
+    assert ct2_main(shlex.split(line[len(prefix):])) == 0
+    assert (tmp_path / "outputs" / "dates-ct2" / "model.bin").exists()

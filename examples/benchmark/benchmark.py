@@ -37,10 +37,10 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import BartConfig, BartForConditionalGeneration, MarianConfig, MarianMTModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, for the shared modules in common/
 from common.arguments import counted  # noqa: E402
+from common.model_sizes import SIZES, build  # noqa: E402
 from common.peak_memory import peak_memory_since, start_peak_memory  # noqa: E402
 from vanilla_transformer.configuration import VanillaTransformerConfig
 from vanilla_transformer.modeling import VanillaTransformerForConditionalGeneration
@@ -52,11 +52,6 @@ def sweep_variants(window: int) -> list[tuple]:
     return [("global (sdpa)", None, "sdpa"), ("global (eager)", None, "eager"), (f"local w={window}", window, "sdpa")]
 
 
-SIZES = {
-    "small": dict(vocab=8000, d_model=256, heads=4, ffn=1024, layers=3, batch=32, source=32, target=32),
-    "base": dict(vocab=8000, d_model=512, heads=8, ffn=2048, layers=6, batch=32, source=32, target=32),
-    "quick": dict(vocab=300, d_model=32, heads=2, ffn=64, layers=1, batch=4, source=8, target=8),
-}
 # On a GPU the base size trains on batches like the paper's, about 25,000 source and 25,000 target tokens
 # (Section 5.1): a batch of 32 x 32 tokens would keep a GPU busy for well under a millisecond per matrix
 # multiply, so its timings would measure kernel launches rather than the model.
@@ -71,25 +66,6 @@ def sizes_to_measure(device: str, quick: bool, size_name: str | None) -> dict:
     names = [size_name] if size_name else ["small", "base"] if device == "cuda" else ["small"]
     return {name: {**SIZES[name], **(GPU_BASE_BATCH if device == "cuda" and name == "base" else {})}
             for name in names}
-
-
-def build(name: str, size: dict, max_positions: int = 512) -> torch.nn.Module:
-    """Ours, Marian or BART at identical dimensions: post-LN (BART: post-LN too), ReLU, tied embeddings."""
-    common = dict(vocab_size=size["vocab"], d_model=size["d_model"], encoder_layers=size["layers"],
-                  decoder_layers=size["layers"], max_position_embeddings=max_positions, pad_token_id=0,
-                  bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, dropout=0.1, attention_dropout=0.0)
-    if name.startswith("ours"):  # "ours" uses SDPA (the default), "ours-eager" our written-out attention
-        config = VanillaTransformerConfig(**common, num_attention_heads=size["heads"], ffn_dim=size["ffn"],
-                                          attn_implementation="eager" if name == "ours-eager" else "sdpa")
-        model = VanillaTransformerForConditionalGeneration(config)
-        model.pack_weights_in_generate = name != "ours-unpacked"  # measured in generation only
-        return model
-    per_stack = dict(encoder_attention_heads=size["heads"], decoder_attention_heads=size["heads"],
-                     encoder_ffn_dim=size["ffn"], decoder_ffn_dim=size["ffn"], activation_function="relu",
-                     activation_dropout=0.0, scale_embedding=True, tie_word_embeddings=True)
-    if name == "marian":
-        return MarianMTModel(MarianConfig(**common, **per_stack, share_encoder_decoder_embeddings=True))
-    return BartForConditionalGeneration(BartConfig(**common, **per_stack))
 
 
 def training_flops(size: dict) -> float:

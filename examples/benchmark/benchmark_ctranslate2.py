@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, for t
 from common.arguments import counted  # noqa: E402
 from common.data import DataSource, load_records  # noqa: E402
 from common.evaluation import batches_by_length, score  # noqa: E402
+from common.generated_sections import replace_section  # noqa: E402
 from common.model_sizes import SIZES, build  # noqa: E402
 from common.run_info import git_commit  # noqa: E402
 from common.tasks import get_task  # noqa: E402
@@ -148,13 +149,8 @@ def report(results: dict, json_path: str) -> str:
 
 def write_report(results: dict, json_path: str, path: Path) -> None:
     """Replaces the generated section of the performance file (or appends it)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    section = report(results, json_path)
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n## CTranslate2\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
+    replace_section(path, BEGIN, END, report(results, json_path), new_file="# Performance\n",
+                    heading="## CTranslate2\n\n")
 
 
 def main(argv=None) -> int:

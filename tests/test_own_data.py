@@ -11,6 +11,7 @@ import pytest
 from tiny_datasets import ANIMALS, TINY_MODEL
 from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
+import evaluate_model
 import train
 from common.data import DataError, DataSource, load_records
 from common.tasks import get_task
@@ -101,6 +102,14 @@ def test_classification_with_three_string_labels_keeps_them_in_the_model(tmp_pat
     assert model.config.label2id == {"bad": 0, "good": 1, "mixed": 2}
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert {"accuracy", "macro_f1", "accuracy_ci95"} <= set(results["evaluation"]["validation"])
+    # scored again on a file of string labels, through the labels the model keeps
+    assert evaluate_model.main(["--model", str(tmp_path / "run" / "model"), "--task", "classification",
+                                "--text_column_name", "review", "--label_column_name", "verdict", "--test_file",
+                                str(tmp_path / "valid.tsv"), "--split", "test", "--n_bootstrap", "0",
+                                "--output", str(tmp_path / "scores.json")]) == 0
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["records"] == 6
+    assert scores["accuracy"] == pytest.approx(results["evaluation"]["validation"]["accuracy"])
 
 
 def test_a_local_folder_of_split_files_works_like_a_preset_folder(tmp_path):

@@ -210,7 +210,8 @@ def train(task, data_args, model_args, options) -> dict:
     steps_per_epoch = len(length_grouped_batches(train_data, options.max_tokens, options.seed, 0)) // \
         micro_batches_per_step
     total_steps = min(max_steps, steps_per_epoch * (options.num_train_epochs or math.inf))  # for the time left
-    bar = tqdm(total=math.ceil(total_steps), initial=progress.step, disable=not accelerator.is_main_process, desc="training")
+    bar = tqdm(total=math.ceil(total_steps), initial=progress.step, disable=not accelerator.is_main_process,
+               desc="training")
     model.train()
     memory_start = start_peak_memory(accelerator.device)
 
@@ -251,7 +252,8 @@ def train(task, data_args, model_args, options) -> dict:
                 raise TrainingDiverged(
                     f"the training loss became {step_loss} at step {progress.step + 1}; stopping. "
                     + (f"The last good checkpoint is {last_good[-1]} (resume with --resume, perhaps with a "
-                       "lower --learning_rate or longer --warmup_steps)." if last_good else "No checkpoint was saved yet."))
+                       "lower --learning_rate or longer --warmup_steps)." if last_good
+                       else "No checkpoint was saved yet."))
             if options.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), options.max_grad_norm)
             optimizer.step()
@@ -267,7 +269,8 @@ def train(task, data_args, model_args, options) -> dict:
             bar.update(1)
             if progress.step % options.log_every == 0:
                 record = {"step": progress.step, "train_loss": progress.window_loss / progress.window_items,
-                          "lr": scheduler.get_last_lr()[0], "tokens_per_second": progress.tokens / progress.train_seconds,
+                          "lr": scheduler.get_last_lr()[0],
+                          "tokens_per_second": progress.tokens / progress.train_seconds,
                           "epoch": progress.epoch + progress.batch_in_epoch / max(steps_in_epoch, 1)}
                 progress.history.append(record)
                 accelerator.log({k: v for k, v in record.items() if k != "step"}, step=progress.step)

@@ -66,7 +66,8 @@ def test_translation_between_two_other_languages_from_json_lines(tmp_path):
                         "--train-file", str(tmp_path / "train.jsonl.gz"),  # dashes work as well as underscores
                         "--validation_file", str(tmp_path / "valid.jsonl")) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["task"] == "translation" and {"bleu", "chrf", "bleu_ci95"} <= set(results["evaluation"]["validation"])
+    assert results["task"] == "translation"
+    assert {"bleu", "chrf", "bleu_ci95"} <= set(results["evaluation"]["validation"])
     model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "run" / "model")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run" / "model")
     assert tokenizer.decode(tokenizer("lehmä sover.")["input_ids"], skip_special_tokens=True) == "lehmä sover."
@@ -161,8 +162,8 @@ def malformed_cases(tmp_path):
          f"{missing}:2: missing 'summary'"),
         ([*summaries, "--train_file", str(empty), "--validation_file", str(good_summaries)],
          f"{empty}:2: empty 'summary'"),
-        ([*labels[:2], "--label_column_name", "verdict", "--text_column_name", "text", "--train_file", str(good_tsv), "--validation_file",
-          str(good_tsv)], f"{good_tsv}: no column 'text'; its columns are: review, verdict"),
+        ([*labels[:2], "--label_column_name", "verdict", "--text_column_name", "text", "--train_file", str(good_tsv),
+          "--validation_file", str(good_tsv)], f"{good_tsv}: no column 'text'; its columns are: review, verdict"),
         ([*fi_sv, "--train_file", str(good_jsonl)],
          "no data for split 'validation': give --dataset_name (a Hub id or a folder) or the split's file"),
     ]
@@ -177,7 +178,8 @@ def test_each_malformed_input_stops_with_one_line_naming_file_and_line(tmp_path,
 
 def test_a_missing_language_names_the_languages_present(tmp_path):
     path = write_jsonl(tmp_path / "train.jsonl", [{"translation": {"fi": "yksi", "de": "eins"}}])
-    with pytest.raises(DataError, match=rf"{path}:1: no 'fi' and 'sv' in its translation \(languages present: fi, de\)"):
+    message = rf"{path}:1: no 'fi' and 'sv' in its translation \(languages present: fi, de\)"
+    with pytest.raises(DataError, match=message):
         load_records(get_task("translation", source="fi", target="sv"), DataSource(files={"train": str(path)}),
                      "train")
 

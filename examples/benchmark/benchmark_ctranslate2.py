@@ -50,7 +50,8 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def transformers_engine(model, tokenizer, bf16: bool, fixed_length: int | None, max_new_tokens: int):
+def transformers_engine(model, tokenizer, bf16: bool, fixed_length: int | None, max_new_tokens: int,
+                        length_penalty: float):
     """translate(texts, beams, batch_size) -> (outputs as token-id lists, seconds)."""
     model.eval()
     special = {tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id}
@@ -64,7 +65,8 @@ def transformers_engine(model, tokenizer, bf16: bool, fixed_length: int | None, 
         for indices in batches_by_length(texts, batch_size):
             batch = tokenizer([texts[i] for i in indices], return_tensors="pt", padding=True, truncation=True)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                generated = model.generate(**batch, num_beams=beams, length_penalty=1.0, do_sample=False, **lengths)
+                search = {"num_beams": beams, "length_penalty": length_penalty if beams > 1 else None}
+                generated = model.generate(**batch, **search, do_sample=False, **lengths)
             for i, row in zip(indices, generated.tolist()):
                 outputs[i] = [t for t in row[1:] if t not in special] if not fixed_length else row[1:]
         return outputs, time.perf_counter() - started
@@ -72,7 +74,8 @@ def transformers_engine(model, tokenizer, bf16: bool, fixed_length: int | None, 
     return translate
 
 
-def ctranslate2_engine(folder, tokenizer, compute_type: str, fixed_length: int | None, max_new_tokens: int):
+def ctranslate2_engine(folder, tokenizer, compute_type: str, fixed_length: int | None, max_new_tokens: int,
+                       length_penalty: float):
     import ctranslate2
 
     translator = ctranslate2.Translator(str(folder), device="cpu", compute_type=compute_type, **translator_threads())
@@ -83,11 +86,12 @@ def ctranslate2_engine(folder, tokenizer, compute_type: str, fixed_length: int |
         sources = [tokenizer.convert_ids_to_tokens(tokenizer(text, truncation=True)["input_ids"]) for text in texts]
         started = time.perf_counter()
         if batch_size == 1:
-            results = [translator.translate_batch([source], beam_size=beams, length_penalty=1.0, **lengths)[0]
+            results = [translator.translate_batch([source], beam_size=beams, length_penalty=length_penalty,
+                                                  **lengths)[0]
                        for source in sources]
         else:
             results = list(translator.translate_iterable(sources, max_batch_size=batch_size, beam_size=beams,
-                                                         length_penalty=1.0, **lengths))
+                                                         length_penalty=length_penalty, **lengths))
         seconds = time.perf_counter() - started
         return [tokenizer.convert_tokens_to_ids(result.hypotheses[0]) for result in results], seconds
 
@@ -121,7 +125,8 @@ END = "<!-- ctranslate2: end -->"
 def report(results: dict, json_path: str) -> str:
     """The markdown section of the performance file, from the results JSON alone."""
     lines = [BEGIN, "", f"`{results['command']}` at commit `{results['commit'][:7]}`, {results['cpu']}, "
-             f"{results['cores']} cores (CTranslate2: " + ", ".join(f"{k}={v}" for k, v in results["ctranslate2_threads"].items())
+             f"{results['cores']} cores (CTranslate2: "
+             + ", ".join(f"{k}={v}" for k, v in results["ctranslate2_threads"].items())
              + f"; PyTorch "
              f"{results['torch_threads']} threads), CTranslate2 {results['ctranslate2']}; wall "
              f"{results['wall_seconds'] / 60:.1f} min; raw numbers in `{json_path}`. Throughput at batch "
@@ -133,7 +138,8 @@ def report(results: dict, json_path: str) -> str:
                 else f"random weights, {size['records']} sentences of {size['fixed_length']} tokens each")
         lines += ["", f"**{size_name}** (d_model {d['d_model']}, {d['heads']} heads, FFN {d['ffn']}, "
                   f"{d['layers']} + {d['layers']} layers; {what}):", "",
-                  "| engine | greedy tokens/s | beam 4 tokens/s | beam 4 throughput ratio | beam 4 ms/sentence, batch 1 "
+                  "| engine | greedy tokens/s | beam 4 tokens/s | beam 4 throughput ratio "
+                  "| beam 4 ms/sentence, batch 1 "
                   "| latency ratio | BLEU, beam 4 | sentences identical to transformers float32 |",
                   "|---|---|---|---|---|---|---|---|"]
         for name, row in size["engines"].items():
@@ -166,6 +172,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fixed_length", type=counted(1), default=24, help="tokens per sentence at the base size")
     parser.add_argument("--base_records", type=counted(1), default=256, help="sentences translated at the base size")
     parser.add_argument("--sizes", nargs="+", choices=["small", "base"], default=["small", "base"])
+    parser.add_argument("--length_penalty", type=float, default=None,
+                        help="beam search's length penalty, the same for every engine (default: the task's, 0.6)")
     parser.add_argument("--repeats", type=counted(1), default=1, help="timings per measurement (the fastest counts)")
     parser.add_argument("--output", required=True, help="the results JSON")
     parser.add_argument("--report", default=None, help="write the summary table into this markdown file")
@@ -176,6 +184,7 @@ def main(argv=None) -> int:
 
     started = time.time()
     task = get_task(args.task)
+    penalty = task.length_penalty if args.length_penalty is None else args.length_penalty
     records = load_records(task, DataSource(args.data or task.hub_dataset), args.split)[: args.max_records]
     texts = [record["source"] for record in records]
     latency_texts = texts[: args.latency_records]
@@ -188,7 +197,7 @@ def main(argv=None) -> int:
                "ctranslate2": ctranslate2.__version__, "ctranslate2_threads": translator_threads(),
                "ctranslate2_compute_types": sorted(ctranslate2.get_supported_compute_types("cpu")),
                "split": args.split, "records": len(records), "latency_records": len(latency_texts),
-               "batch_size": args.batch_size, "sizes": {}}
+               "batch_size": args.batch_size, "length_penalty": penalty, "sizes": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for size_name in args.sizes:
             print(f"[{size_name}]", flush=True)
@@ -206,16 +215,17 @@ def main(argv=None) -> int:
                 model.save_pretrained(folder)
                 tokenizer.save_pretrained(folder)
                 size_texts, size_records, fixed = texts[: args.base_records], None, args.fixed_length
-            engines = {"ours, transformers, float32": transformers_engine(model, tokenizer, False, fixed, task.max_new_tokens),
-                       "ours, transformers, bf16": transformers_engine(model, tokenizer, True, fixed, task.max_new_tokens)}
+            settings = (fixed, task.max_new_tokens, penalty)
+            engines = {"ours, transformers, float32": transformers_engine(model, tokenizer, False, *settings),
+                       "ours, transformers, bf16": transformers_engine(model, tokenizer, True, *settings)}
             marian = build("marian", size)
             engines["Marian, transformers, float32 (random weights)"] = transformers_engine(
-                marian, tokenizer, False, fixed or args.fixed_length, task.max_new_tokens)
+                marian, tokenizer, False, fixed or args.fixed_length, task.max_new_tokens, penalty)
             for compute_type in compute_types:
                 exported = export_ctranslate2(folder, Path(scratch) / f"{size_name}-{compute_type}",
                                               quantization=compute_type)
                 engines[f"ours, CTranslate2, {compute_type}"] = ctranslate2_engine(
-                    exported, tokenizer, compute_type, fixed, task.max_new_tokens)
+                    exported, tokenizer, compute_type, *settings)
             rows = {}
             for name, translate in engines.items():
                 scored = size_records if "Marian" not in name else None

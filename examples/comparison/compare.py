@@ -49,9 +49,12 @@ def main(argv=None) -> int:
     parser.add_argument("--baselines", nargs="+", default=list(ARCHITECTURES),
                         help=f"architectures ({', '.join(ARCHITECTURES)}) or Hub model ids")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--output_dir", "--output-dir", dest="output_dir", default="outputs/compare", help="run folders (checkpoints, models)")
-    parser.add_argument("--results_dir", "--results-dir", dest="results_dir", default="results/comparison", help="the raw results.json of each run")
-    parser.add_argument("--model_card", "--model-card", dest="model_card", default="model_card.md", help="where the tables go ('' to skip)")
+    parser.add_argument("--output_dir", "--output-dir", dest="output_dir", default="outputs/compare",
+                        help="run folders (checkpoints, models)")
+    parser.add_argument("--results_dir", "--results-dir", dest="results_dir", default="results/comparison",
+                        help="the raw results.json of each run")
+    parser.add_argument("--model_card", "--model-card", dest="model_card", default="model_card.md",
+                        help="where the tables go ('' to skip)")
     parser.add_argument("--figures_dir", "--figures-dir", dest="figures_dir", default="figures")
     parser.add_argument("--in_process", "--in-process", dest="in_process", action="store_true",
                         help="run train.py in this process (saves the start-up time of each run; used by the tests; "

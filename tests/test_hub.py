@@ -157,7 +157,7 @@ def test_translation_and_summarization_pipelines(saved_folders, tokenizer, task,
                          skip_special_tokens=True)
         for text in SOURCES
     ]
-    assert [output[0][key] if isinstance(output, list) else output[key] for output in outputs] == expected
+    assert outputs == [{key: text} for text in expected]  # a flat list, one dict per text
 
 
 def test_seq2seq_pipeline_built_directly(tokenizer):
@@ -166,6 +166,20 @@ def test_seq2seq_pipeline_built_directly(tokenizer):
     (output,) = translator(CORPUS[0], max_new_tokens=5, num_beams=2)
     expected = model.generate(**tokenizer(CORPUS[0], return_tensors="pt"), max_new_tokens=5, num_beams=2)
     assert output["translation_text"] == tokenizer.decode(expected[0], skip_special_tokens=True)
+
+
+def test_seq2seq_pipeline_returns_one_entry_per_text_and_skips_empty_texts(tokenizer, monkeypatch):
+    model = tiny_seq2seq(vocab_size=len(tokenizer))
+    translator = VanillaTransformerSeq2SeqPipeline(model=model, tokenizer=tokenizer, task="translation")
+    calls = []
+    generate = model.generate
+    monkeypatch.setattr(model, "generate", lambda **kwargs: calls.append(kwargs) or generate(**kwargs))
+    assert translator("", max_new_tokens=4) == [{"translation_text": ""}] and not calls  # the model did not run
+    outputs = translator([CORPUS[0], "  ", CORPUS[2]], max_new_tokens=4)
+    assert len(calls) == 2 and outputs[1] == {"translation_text": ""}
+    assert outputs[0] == translator(CORPUS[0], max_new_tokens=4)[0]
+    several = translator([CORPUS[0], CORPUS[2]], max_new_tokens=4, num_beams=2, num_return_sequences=2)
+    assert [len(output) for output in several] == [2, 2]  # one list per text when several sequences are asked
 
 
 def test_text_classification_pipeline(saved_folders, tokenizer):

@@ -59,7 +59,7 @@ def multi30k(source: str, target: str) -> Task:
     return Task(
         name=f"multi30k-{source}-{target}", kind="translation", source=source, target=target,
         validation_split="val", test_split="test_2016_flickr",
-        hub_dataset="bentrevett/multi30k",  # en-de only on the Hub
+        hub_dataset="bentrevett/multi30k" if {source, target} == {"en", "de"} else None,  # en-de only on the Hub
         hub_splits={"val": "validation", "test_2016_flickr": "test"},
         max_new_tokens=96,
         defaults={"vocab_size": 8000, "model": SMALL_MODEL, "learning_rate": 1e-3, "warmup_steps": 1000,

@@ -10,6 +10,7 @@ from tiny_datasets import TINY_MODEL, multi30k, train_arguments
 
 import train
 from conftest import tiny_classifier, tiny_seq2seq
+from benchmark.benchmark_ctranslate2 import GENERATE_LIKE_BEAM_SEARCH
 from vanilla_transformer.modeling import export_ctranslate2
 from vanilla_transformer.modeling.export_ctranslate2_vanilla_transformer import (
     NotConvertible,
@@ -47,7 +48,8 @@ def generate_ids(folder, texts, beams):
 def translate_ids(ct2_folder, tokenizer, texts, beams):
     translator = ctranslate2.Translator(str(ct2_folder), device="cpu", **translator_threads())
     sources = [tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"]) for text in texts]
-    results = translator.translate_batch(sources, beam_size=beams, length_penalty=1.0, max_decoding_length=20)
+    results = translator.translate_batch(sources, beam_size=beams, length_penalty=1.0, max_decoding_length=20,
+                                         **GENERATE_LIKE_BEAM_SEARCH)
     return [tokenizer.convert_tokens_to_ids(result.hypotheses[0]) for result in results]
 
 

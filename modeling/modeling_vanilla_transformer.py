@@ -53,6 +53,30 @@ def check_sequence_length(length: int, config: VanillaTransformerConfig, what: s
         )
 
 
+def check_inputs(config: VanillaTransformerConfig, **tensors: torch.Tensor | None) -> None:
+    """Inputs that do not fit together are an error naming them, not a broadcast or an index error deep inside:
+    batch sizes that differ, an attention mask of another shape than its ids, and ids outside the vocabulary
+    (a tokenizer that is not the model's). Shapes are checked always; id values only on the CPU, where
+    reading them costs no wait for a GPU."""
+    given = {name: tensor for name, tensor in tensors.items() if tensor is not None}
+    sizes = {name: tensor.shape[0] for name, tensor in given.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError("batch sizes differ: " + ", ".join(f"{name} has {size}" for name, size in sizes.items()))
+    ids, mask = given.get("input_ids"), given.get("attention_mask")
+    if ids is not None and mask is not None and mask.shape != ids.shape:
+        raise ValueError(f"attention_mask has shape {tuple(mask.shape)} but input_ids has {tuple(ids.shape)}; "
+                         "they must match")
+    for name in ("input_ids", "decoder_input_ids", "labels"):
+        ids = given.get(name)
+        if ids is None or ids.device.type != "cpu" or ids.dim() < 2 and name == "labels":
+            continue
+        real = ids[ids != -100] if name == "labels" else ids
+        outside = real[(real < 0) | (real >= config.vocab_size)]
+        if outside.numel():
+            raise ValueError(f"{name} holds the id {int(outside[0])}, outside [0, vocab_size={config.vocab_size}); "
+                             "was it made by another model's tokenizer?")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Section 3.5: Positional Encoding
 # ---------------------------------------------------------------------------------------------------
@@ -929,6 +953,8 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
             passed by `Trainer`; the loss is then sum / num_items_in_batch, so that accumulated and
             distributed steps average over tokens exactly as one large batch would.
         """
+        check_inputs(self.config, input_ids=input_ids, attention_mask=attention_mask,
+                     decoder_input_ids=decoder_input_ids, labels=labels)
         if labels is not None:
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -1067,6 +1093,7 @@ class VanillaTransformerForSequenceClassification(VanillaTransformerPreTrainedMo
         num_items_in_batch: the number of examples over all gradient-accumulation steps and processes; the
             loss is then sum / num_items_in_batch (see `VanillaTransformerForConditionalGeneration.forward`).
         """
+        check_inputs(self.config, input_ids=input_ids, attention_mask=attention_mask, labels=labels)
         encoder_outputs = self.encoder(
             input_ids,
             attention_mask=attention_mask,

@@ -322,3 +322,38 @@ def test_no_nan_when_a_padded_position_sees_only_padding(attn_implementation):
     with torch.no_grad():
         out = model(input_ids, attention_mask, decoder_input_ids=targets, output_hidden_states=True)
     assert all(torch.isfinite(h).all() for h in out.encoder_hidden_states + out.decoder_hidden_states)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs that do not fit together: an error naming them
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_batch_sizes_that_differ_are_named():
+    model = tiny_seq2seq()
+    with pytest.raises(ValueError, match="batch sizes differ: input_ids has 1, labels has 2"):
+        model(input_ids=random_tokens(1, 6), labels=random_tokens(2, 4))  # was a loss, the encoder broadcast
+    with pytest.raises(ValueError, match="batch sizes differ: input_ids has 2, .*labels has 1"):
+        model(input_ids=random_tokens(2, 6), attention_mask=torch.ones(2, 6, dtype=torch.long),
+              labels=random_tokens(1, 4))
+    with pytest.raises(ValueError, match="batch sizes differ: input_ids has 2, decoder_input_ids has 3"):
+        model(input_ids=random_tokens(2, 6), decoder_input_ids=random_tokens(3, 4))
+    with pytest.raises(ValueError, match="batch sizes differ: input_ids has 3, labels has 2"):
+        tiny_classifier()(input_ids=random_tokens(3, 6), labels=torch.tensor([0, 1]))
+
+
+def test_attention_mask_of_another_shape_is_named():
+    with pytest.raises(ValueError, match=r"attention_mask has shape \(2, 5\) but input_ids has \(2, 6\)"):
+        tiny_seq2seq()(input_ids=random_tokens(2, 6), attention_mask=torch.ones(2, 5, dtype=torch.long),
+                       labels=random_tokens(2, 4))  # an all-ones mask of the wrong shape was ignored
+
+
+@pytest.mark.parametrize("name", ["input_ids", "decoder_input_ids", "labels"])
+def test_an_id_outside_the_vocabulary_is_named_with_vocab_size(name):
+    inputs = {"input_ids": random_tokens(2, 6), "decoder_input_ids": random_tokens(2, 4), "labels": random_tokens(2, 4)}
+    inputs[name][1, 2] = VOCAB + 7
+    with pytest.raises(ValueError, match=rf"{name} holds the id {VOCAB + 7}, outside \[0, vocab_size={VOCAB}\)"):
+        tiny_seq2seq()(**inputs)
+    labels = random_tokens(2, 4)
+    labels[:, -1] = -100  # ignored positions are not ids
+    assert tiny_seq2seq()(input_ids=random_tokens(2, 6), labels=labels).loss.isfinite()

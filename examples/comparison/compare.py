@@ -5,9 +5,9 @@ same tokenizer, data, number of steps (so the same training tokens), optimiser, 
         -- --epochs 2 --config-overrides d_model=128,encoder_layers=2,ffn_dim=512
 
 Everything after `--` goes to every train.py run. Each run is a fresh process (so that its peak memory is
-its own) writing to --output-dir/<task>/<model>-seed<N>; a run whose results.json exists is not repeated.
-The results.json of every run is copied to --results-dir/<task>/ (committed: the raw results), and the
-tables and plots in model_card.md are regenerated from everything in --results-dir (comparison/report.py).
+its own) writing to --output_dir/<task>/<model>-seed<N>; a run whose results.json exists is not repeated.
+The results.json of every run is copied to --results_dir/<task>/ (committed: the raw results), and the
+tables and plots in model_card.md are regenerated from everything in --results_dir (comparison/report.py).
 A --baseline may also be a Hub model id, to compare with pretrained checkpoints when online.
 """
 

@@ -2,7 +2,7 @@
 same tokenizer, data, number of steps (so the same training tokens), optimiser, schedule and decoding.
 
     python examples/comparison/compare.py --task sst2 --dataset_name ../shared/data/sentiment/sst2 --seeds 0 1 2 \\
-        -- --epochs 2 --config-overrides d_model=128,encoder_layers=2,ffn_dim=512
+        -- --num_train_epochs 2 --config_overrides d_model=128,encoder_layers=2,ffn_dim=512
 
 Everything after `--` goes to every train.py run. Each run is a fresh process (so that its peak memory is
 its own) writing to --output_dir/<task>/<model>-seed<N>; a run whose results.json exists is not repeated.

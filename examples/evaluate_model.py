@@ -28,9 +28,9 @@ from comparison.baselines import METADATA, load_model
 
 @dataclass
 class EvaluationArguments:
-    model: str = option("a saved model folder (or a Hub model id)")
+    model: str = option("a saved model folder (or a Hub model id)", required=True)
     split: str = option("the split to score: a file-name stem in the folder (e.g. test_2016_flickr), or "
-                        "train / validation / test for the files given")
+                        "train / validation / test for the files given", required=True)
     num_beams: int | None = option("beam size (default: the task's, 4)", minimum=1)
     batch_size: int = option("records per batch", default=64, minimum=1)
     bf16: bool = option("run under bfloat16 autocast", default=False)

@@ -23,8 +23,9 @@ from comparison.baselines import load_model
 
 @dataclass
 class DependenceArguments:
-    model: str = option("a model folder saved by train.py or average_checkpoints.py")
-    split: str = option("the split to read (a file-name stem, or train / validation / test for given files)")
+    model: str = option("a model folder saved by train.py or average_checkpoints.py", required=True)
+    split: str = option("the split to read (a file-name stem, or train / validation / test for given files)",
+                        required=True)
     max_records: int | None = option("the first N records only", minimum=1)
     max_tokens: int = option("padded tokens per batch", default=8192, minimum=1)
     bf16: bool = option("run under bfloat16 autocast", default=False)

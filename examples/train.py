@@ -64,7 +64,8 @@ class ModelArguments:
 
 @dataclass
 class TrainingOptions:
-    output_dir: str = option("checkpoints, TensorBoard logs, the model folder and results.json go here")
+    output_dir: str = option("checkpoints, TensorBoard logs, the model folder and results.json go here",
+                             required=True)
     resume: bool = option("continue from the newest checkpoint in --output_dir", default=False)
     resume_from_checkpoint: str | None = option("continue from this checkpoint folder (checkpoints/step-N)")
     num_train_epochs: float | None = option("stop after this many passes over the data", minimum="positive",

@@ -293,3 +293,15 @@ def test_validation_loss_builds_no_autograd_graph(tokenizer):
     loss = validation_loss(model, data, make_collator(tokenizer, get_task("multi30k-en-de")), max_tokens=100,
                            device="cpu", autocast=contextlib.nullcontext)
     assert loss == 1.0 and model.grad_enabled and not any(model.grad_enabled)
+
+
+def test_an_unreachable_hub_dataset_is_a_data_error_saying_what_to_give_instead(monkeypatch):
+    import datasets
+
+    def offline(dataset_id, config_name, split):
+        raise ConnectionError(f"Couldn't reach '{dataset_id}' on the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match=r"stanfordnlp/sst2: cannot load split 'train' from the Hub .*offline, give "
+                                        r"--dataset_name a local folder"):
+        load_records(get_task("sst2"), DataSource("stanfordnlp/sst2"), "train")

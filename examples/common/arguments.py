@@ -39,20 +39,21 @@ def positive_number(text: str) -> float:
     return value
 
 
-def option(help: str, default=None, minimum=None, aliases=None, **extra):
+def option(help: str, default=None, minimum=None, aliases=None, required=False, **extra):
     """A dataclass field: `minimum` is checked after parsing (0 for >= 0, 1 for >= 1, 'positive' for > 0)."""
     metadata = {"help": help, **extra}
     if aliases:
         metadata["aliases"] = aliases
     if minimum is not None:
         metadata["minimum"] = minimum
-    return field(default=default, metadata=metadata)
+    return field(default=dataclasses.MISSING if required else default, metadata=metadata)
 
 
 @dataclass
 class DataArguments:
     task: str = option("translation, summarization or classification, or a preset: multi30k-en-de, "
-                       "multi30k-de-en, multi30k-en-fr, samsum, aeslc, sst2 (fills in dataset, columns and recipe)")
+                       "multi30k-de-en, multi30k-en-fr, samsum, aeslc, sst2 (fills in dataset, columns and recipe)",
+                       required=True)
     dataset_name: str | None = option("a Hub dataset id, or a local folder of <split>.<ext> files (csv, tsv, json, "
                                       "jsonl, each also .gz; for translation also <split>.<lang>)",
                                       aliases=["--data"])

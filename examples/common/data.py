@@ -185,7 +185,11 @@ def parallel_records(source_path: Path, target_path: Path) -> list[dict]:
 def hub_records(task: Task, source: DataSource, split: str) -> list[dict]:
     from datasets import load_dataset
 
-    rows = load_dataset(source.dataset_name, source.dataset_config_name, split=task.hub_splits.get(split, split))
+    try:
+        rows = load_dataset(source.dataset_name, source.dataset_config_name, split=task.hub_splits.get(split, split))
+    except (ConnectionError, FileNotFoundError, ValueError) as error:  # offline, unknown id, unknown split
+        raise DataError(f"{source.dataset_name}: cannot load split {split!r} from the Hub ({error}); offline, give "
+                        "--dataset_name a local folder or the split's file (--train_file, ...)") from None
     rows = rows.rename_columns({k: v for k, v in task.hub_columns.items() if k in rows.column_names})
     name = f"{source.dataset_name} ({split})"
     return records_from_rows(task, rows, [f"{name} row {i}" for i in range(1, len(rows) + 1)], name)

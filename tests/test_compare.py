@@ -153,7 +153,36 @@ def test_a_pretrained_checkpoint_is_fine_tuned_with_its_own_tokenizer(tokenizer,
     assert not (tmp_path / "run" / "tokenizer").exists()  # the checkpoint's tokenizer, not a new one
 
 
-def test_a_baseline_that_cannot_match_our_size_is_a_clear_error(tmp_path, capsys):
-    data = sst2(tmp_path / "data")  # the other tests' tiny model: its embeddings outweigh an LSTM's layers
+def test_a_baseline_that_cannot_match_our_size_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    builders = baselines.architecture_builders
+
+    def only_the_smallest_lstm(ours, task, tokenizer):  # an LSTM 8 wide is far smaller than the tiny model
+        found = builders(ours, task, tokenizer)
+        build, _, knob_name = found["lstm"]
+        return {**found, "lstm": (build, [8], knob_name)}
+
+    monkeypatch.setattr(baselines, "architecture_builders", only_the_smallest_lstm)
+    data = sst2(tmp_path / "data")
     assert train.main(train_arguments("sst2", data, tmp_path / "run", "--max-steps", "1", "--baseline", "lstm")) == 1
-    assert "lstm: the nearest size" in capsys.readouterr().err
+    assert "lstm: the nearest size (hidden_size=8" in capsys.readouterr().err
+
+
+def test_lstm_decoder_starts_from_the_source_and_feeds_its_attentional_state():
+    """Luong et al. (2015): the decoder's first state comes from the encoder's final states (through the
+    bridge), and each step reads the previous attentional state beside the next target embedding."""
+    from comparison import lstm_baseline
+
+    torch.manual_seed(0)
+    model = lstm_baseline.LSTMForConditionalGeneration(lstm_baseline.LSTMConfig(vocab_size=50, hidden_size=16)).eval()
+    calls = []
+    model.decoder.register_forward_hook(lambda module, inputs, outputs: calls.append((inputs[0], outputs[0])))
+    target = torch.tensor([[1, 7, 8, 9]])
+    first_states = []
+    for source in (torch.tensor([[5, 6, 7, 2]]), torch.tensor([[9, 9, 3, 2]])):
+        calls.clear()
+        with torch.no_grad():
+            model(input_ids=source, decoder_input_ids=target)
+        assert len(calls) == 4 and all(inputs.shape[-1] == 32 for inputs, _ in calls)  # embedding + fed state
+        assert torch.count_nonzero(calls[0][0][..., 16:]) == 0 and torch.count_nonzero(calls[1][0][..., 16:]) > 0
+        first_states.append(calls[0][1])
+    assert not torch.allclose(*first_states)  # the same first target token, different sources

@@ -234,7 +234,7 @@ def architecture_builders(ours, task, tokenizer) -> dict:
         "t5": (t5, ffn_widths, "d_ff"),
         "bert": (bert, ffn_widths, "intermediate_size"),
         "gpt2": (gpt2, ffn_widths, "n_inner"),
-        "lstm": (lstm, range(32, 4 * d + 1, 16), "hidden_size"),
+        "lstm": (lstm, range(8, 4 * d + 1, 4), "hidden_size"),  # even: two directions of half the width
     }
 
 

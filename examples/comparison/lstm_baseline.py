@@ -3,12 +3,17 @@ classifier. transformers has no LSTM model, so these two are small modules of ou
 `PreTrainedModel`s so that the comparison treats them like every other model (save_pretrained,
 from_pretrained, generate with greedy or beam search).
 
-Encoder-decoder (Luong et al. 2015, "global attention" with the "general" score, without input feeding so
-that the decoder LSTM runs over the whole target at once): a bidirectional LSTM encoder; an LSTM decoder;
-each decoder state h_t attends over the encoder states s_j with score h_t^T W s_j; the attentional state
-tanh(W_c [c_t; h_t]) is projected onto the embedding matrix shared by source, target and output (as in our
-Transformer, Section 3.4 of the paper). generate() runs without a cache: every step re-reads the prefix.
+Encoder-decoder: the model of Luong et al. (2015), "Effective Approaches to Attention-based Neural Machine
+Translation": a bidirectional LSTM encoder; the decoder LSTM starts from the encoder's final states (through a
+linear bridge, since the encoder's two directions have half the width each); each decoder state h_t attends
+over the encoder states s_j with the "general" score h_t^T W s_j; the attentional state
+h~_t = tanh(W_c [c_t; h_t]) is fed, with the next target embedding, into the decoder at step t + 1 ("input
+feeding", so the decoder runs step by step), and projected onto the embedding matrix shared by source, target
+and output (as in our Transformer, Section 3.4 of the paper); dropout on embeddings, between LSTM layers and
+before the projection. generate() runs without a cache: every step re-reads the prefix.
 """
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -32,14 +37,23 @@ class LSTMConfig(PreTrainedConfig):
     use_cache: bool = False  # no key/value cache: generation re-reads the prefix at every step
 
 
-def run_lstm(lstm: nn.LSTM, embedded: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """The LSTM over the real tokens of each row only (padding must not reach the backward direction)."""
+@dataclass
+class LSTMEncoderOutput(BaseModelOutput):
+    """The encoder states, and its final (h, c) per layer, batch first (B, 2, layers, hidden_size) so that
+    generate() expands them for beam search like the states."""
+
+    final_states: torch.FloatTensor | None = None
+
+
+def run_lstm(lstm: nn.LSTM, embedded: torch.Tensor, attention_mask: torch.Tensor | None):
+    """The LSTM over the real tokens of each row only (padding must not reach the backward direction): the
+    outputs (B, L, directions x width) and the final (h, c), each (layers x directions, B, width)."""
     if attention_mask is None:
-        return lstm(embedded)[0]
+        return lstm(embedded)
     lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
     packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
-    outputs, _ = lstm(packed)
-    return nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True, total_length=embedded.shape[1])[0]
+    outputs, final = lstm(packed)
+    return nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True, total_length=embedded.shape[1])[0], final
 
 
 class LSTMPreTrainedModel(PreTrainedModel):
@@ -58,9 +72,15 @@ class LSTMEncoder(nn.Module):
         self.lstm = nn.LSTM(config.hidden_size, config.hidden_size // 2, config.num_layers, batch_first=True,
                             bidirectional=True, dropout=config.dropout if config.num_layers > 1 else 0.0)
 
-    def forward(self, input_ids, attention_mask=None, **kwargs) -> BaseModelOutput:
-        states = run_lstm(self.lstm, self.dropout(self.embed_tokens(input_ids)), attention_mask)
-        return BaseModelOutput(last_hidden_state=states)
+    def forward(self, input_ids, attention_mask=None, **kwargs) -> LSTMEncoderOutput:
+        states, (h, c) = run_lstm(self.lstm, self.dropout(self.embed_tokens(input_ids)), attention_mask)
+        layers, batch = self.lstm.num_layers, input_ids.shape[0]
+
+        def both_directions(final):  # (layers x 2, B, width) -> (B, layers, 2 x width)
+            return final.view(layers, 2, batch, -1).permute(2, 0, 1, 3).reshape(batch, layers, -1)
+
+        return LSTMEncoderOutput(last_hidden_state=states,
+                                 final_states=torch.stack([both_directions(h), both_directions(c)], dim=1))
 
 
 class LSTMForConditionalGeneration(LSTMPreTrainedModel, GenerationMixin):
@@ -69,8 +89,11 @@ class LSTMForConditionalGeneration(LSTMPreTrainedModel, GenerationMixin):
     def __init__(self, config: LSTMConfig):
         super().__init__(config)
         self.encoder = LSTMEncoder(config)  # its embedding is shared by the decoder and the output layer
-        self.decoder = nn.LSTM(config.hidden_size, config.hidden_size, config.num_layers, batch_first=True,
+        # input feeding: the decoder reads the target embedding and the previous attentional state
+        self.decoder = nn.LSTM(2 * config.hidden_size, config.hidden_size, config.num_layers, batch_first=True,
                                dropout=config.dropout if config.num_layers > 1 else 0.0)
+        self.bridge_h = nn.Linear(config.hidden_size, config.hidden_size)  # encoder final states -> decoder's
+        self.bridge_c = nn.Linear(config.hidden_size, config.hidden_size)
         self.score = nn.Linear(config.hidden_size, config.hidden_size, bias=False)  # the "general" score W
         self.combine = nn.Linear(2 * config.hidden_size, config.hidden_size)  # W_c
         self.dropout = nn.Dropout(config.dropout)
@@ -90,14 +113,24 @@ class LSTMForConditionalGeneration(LSTMPreTrainedModel, GenerationMixin):
                 labels=None, **kwargs) -> Seq2SeqLMOutput:
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids, attention_mask)
-        memory = encoder_outputs[0]  # (B, S, H)
-        decoder_states, _ = self.decoder(self.dropout(self.encoder.embed_tokens(decoder_input_ids)))  # (B, T, H)
-        scores = decoder_states @ self.score(memory).transpose(1, 2)  # (B, T, S)
-        if attention_mask is not None:
-            scores = scores.masked_fill(attention_mask[:, None, :] == 0, torch.finfo(scores.dtype).min)
-        context = scores.softmax(dim=-1) @ memory
-        attentional = torch.tanh(self.combine(torch.cat([context, decoder_states], dim=-1)))
-        logits = self.lm_head(self.dropout(attentional))
+        memory, final = encoder_outputs.last_hidden_state, encoder_outputs.final_states  # (B, S, H), (B, 2, L, H)
+        state = (torch.tanh(self.bridge_h(final[:, 0])).transpose(0, 1).contiguous(),  # (L, B, H)
+                 self.bridge_c(final[:, 1]).transpose(0, 1).contiguous())
+        keys = self.score(memory).transpose(1, 2)  # (B, H, S): W s_j for the "general" score
+        padding = None if attention_mask is None else attention_mask[:, None, :] == 0
+        embedded = self.dropout(self.encoder.embed_tokens(decoder_input_ids))  # (B, T, H)
+        fed = embedded.new_zeros(embedded.shape[0], 1, embedded.shape[2])  # the attentional state of step t - 1
+        attentional_states = []
+        for t in range(embedded.shape[1]):
+            output, state = self.decoder(torch.cat([embedded[:, t : t + 1], fed], dim=-1), state)  # (B, 1, H)
+            scores = output @ keys  # (B, 1, S)
+            if padding is not None:
+                scores = scores.masked_fill(padding, torch.finfo(scores.dtype).min)
+            context = scores.softmax(dim=-1) @ memory
+            attentional = torch.tanh(self.combine(torch.cat([context, output], dim=-1)))
+            attentional_states.append(attentional)
+            fed = self.dropout(attentional)
+        logits = self.lm_head(self.dropout(torch.cat(attentional_states, dim=1)))
         return Seq2SeqLMOutput(logits=logits, encoder_last_hidden_state=memory)
 
 

@@ -140,8 +140,8 @@ def export_ctranslate2(model_dir, output_dir, quantization: str | None = None, f
 
 def translator_threads(cpus: int | None = None) -> dict:
     """`ctranslate2.Translator` thread settings for a CPU: one translation per core (`inter_threads`), each on
-    one thread (`intra_threads=1`). CTranslate2's default (4 threads in one translation) was several times
-    slower on a 2-core machine (see the CTranslate2 benchmark in the performance notes)."""
+    one thread (`intra_threads=1`). Several threads in one translation made each sentence slower on a 2-core
+    machine, at the small and the base size alike (performance.md)."""
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return {"inter_threads": max(1, cpus), "intra_threads": 1}

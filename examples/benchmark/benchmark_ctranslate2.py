@@ -18,7 +18,6 @@ CTranslate2 reads a batch-32 workload through `translate_iterable`, which keeps 
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from common.data import DataSource, load_records  # noqa: E402
 from common.evaluation import batches_by_length, score  # noqa: E402
 from common.generated_sections import replace_section  # noqa: E402
 from common.model_sizes import SIZES, build  # noqa: E402
-from common.run_info import git_commit  # noqa: E402
+from common.run_info import cpu_name, git_commit  # noqa: E402
 from common.tasks import get_task  # noqa: E402
 from vanilla_transformer.modeling.export_ctranslate2_vanilla_transformer import (  # noqa: E402
     export_ctranslate2,
@@ -45,13 +44,6 @@ DECODING = {"greedy": 1, "beam 4": 4}
 # early_stopping=True; generate()'s default goes on while a running beam may still win. With patience 2 the
 # two gave identical translations of the first 400 test_2016_flickr sentences (with patience 1: 4 differed).
 GENERATE_LIKE_BEAM_SEARCH = {"patience": 2}
-
-
-def cpu_name() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def transformers_engine(model, tokenizer, bf16: bool, fixed_length: int | None, max_new_tokens: int,

@@ -72,14 +72,14 @@ class DataArguments:
     max_source_length: int | None = option("truncate sources to this many tokens", minimum=1)
     max_target_length: int | None = option("truncate targets to this many tokens", minimum=1)
 
-    def load_task(self, **preset_overrides):
+    def load_task(self):
+        """The preset or task kind, with the columns, languages and lengths given on the command line."""
         columns = {"translation": (self.source_lang, self.target_lang),
                    "summarization": (self.text_column, self.summary_column),
                    "classification": (self.text_column_name, self.label_column_name)}
-        task = get_task(self.task)
-        source, target = columns[task.kind]
+        source, target = columns[get_task(self.task).kind]
         task = get_task(self.task, source=source, target=target, max_source_length=self.max_source_length,
-                        max_target_length=self.max_target_length, **preset_overrides)
+                        max_target_length=self.max_target_length)
         if task.kind == "translation" and not (task.source and task.target):
             raise ValueError("a translation task needs --source_lang and --target_lang")
         return task

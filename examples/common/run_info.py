@@ -20,13 +20,16 @@ def git_commit() -> str:
     return commit.stdout.strip() + ("+uncommitted changes" if dirty else "")
 
 
-def hardware(accelerator) -> dict:
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what the platform module knows."""
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
-        pass
-    info = {"cpu": cpu, "cpu_threads": torch.get_num_threads(), "processes": accelerator.num_processes,
+        return platform.processor() or platform.machine()
+
+
+def hardware(accelerator) -> dict:
+    info = {"cpu": cpu_name(), "cpu_threads": torch.get_num_threads(), "processes": accelerator.num_processes,
             "device": str(accelerator.device), "distributed_type": str(accelerator.distributed_type),
             "mixed_precision": accelerator.mixed_precision, "torch": torch.__version__}
     if torch.cuda.is_available():

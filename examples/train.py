@@ -44,6 +44,8 @@ from common.peak_memory import peak_memory_since, start_peak_memory
 from common.run_info import git_commit, write_results
 from comparison.baselines import BaselineSizeError, build_baseline, from_hub, is_hub_id, load_model
 from vanilla_transformer.configuration import VanillaTransformerConfig
+from vanilla_transformer.modeling import VanillaTransformerPreTrainedModel, enable_cpu_kernels
+from vanilla_transformer.modeling.model_card_vanilla_transformer import folder_card
 from vanilla_transformer.tokenization import VanillaTransformerTokenizer
 
 logger = logging.getLogger("train")
@@ -79,6 +81,8 @@ class TrainingOptions:
     max_grad_norm: float = option("gradient clipping (0: off)", default=1.0, minimum=0)
     weight_decay: float = option("decoupled weight decay (AdamW) on the weight matrices; 0: the paper's Adam",
                                  default=0.0, minimum=0)
+    cpu_kernels: bool = option("train ours on a CPU with the opt-in speed-ups of enable_cpu_kernels "
+                               "(--no_cpu_kernels: without)", default=True)
     mixed_precision: str = option("no, bf16 or fp16", default="bf16", choices=["no", "bf16", "fp16"])
     seed: int = option("random seed", default=0)
     save_every: int = option("checkpoint every N steps (and at the end)", default=500, minimum=1,
@@ -182,6 +186,8 @@ def train(task, data_args, model_args, options) -> dict:
         if model_args.baseline != "ours":  # the same task, tokenizer and data, another architecture at our size
             model, size_knob = build_baseline(model_args.baseline, model, task, tokenizer,
                                               label_smoothing=model.config.label_smoothing)
+    if options.cpu_kernels and accelerator.device.type == "cpu" and isinstance(model, VanillaTransformerPreTrainedModel):
+        enable_cpu_kernels(model)
     optimizer = build_optimizer(model, options.learning_rate, options.weight_decay)
     scheduler = get_inverse_sqrt_schedule(optimizer, num_warmup_steps=options.warmup_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
@@ -370,8 +376,12 @@ def finish(task, source, arguments, tokenizer, accelerator, progress, started, m
             f.writelines(f"{p}\n" for p in predictions)
         logger.info("%s (%d records, best model from step %d): %s", split, len(records), progress.best_step,
                     ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()))
-    return write_results(output_dir, task, model, arguments, accelerator, progress, started, measurements,
-                         evaluation, source.describe())
+    results = write_results(output_dir, task, model, arguments, accelerator, progress, started, measurements,
+                            evaluation, source.describe())
+    if isinstance(model, VanillaTransformerPreTrainedModel):  # the folder's card: its training data and scores
+        card = folder_card(model, location=str(output_dir / "model"), results=results)
+        (output_dir / "model" / "README.md").write_text(card, encoding="utf-8")
+    return results
 
 
 def main(argv=None) -> int:

@@ -14,6 +14,8 @@ from .modeling_vanilla_transformer import (
     VanillaTransformerModel,
     VanillaTransformerPreTrainedModel,
 )
+from .attention_vanilla_transformer import BLOCKED_LOCAL
+from .cpu_kernels_vanilla_transformer import enable_cpu_kernels
 from .export_ctranslate2_vanilla_transformer import export_ctranslate2, translator_threads
 from .pipeline_vanilla_transformer import VanillaTransformerSeq2SeqPipeline
 
@@ -31,6 +33,8 @@ __all__ = [
     "VanillaTransformerForConditionalGeneration",
     "VanillaTransformerForSequenceClassification",
     "VanillaTransformerSeq2SeqPipeline",
+    "BLOCKED_LOCAL",
+    "enable_cpu_kernels",
     "export_ctranslate2",
     "translator_threads",
 ]

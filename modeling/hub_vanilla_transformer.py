@@ -1,5 +1,5 @@
 """A saved folder is a complete Hub repository: weights and config (written by transformers), plus the
-flat code files, the full `auto_map`, the custom pipelines and a model card (written here).
+flat code files, the full `auto_map`, the custom pipelines and a model card (model_card_vanilla_transformer.py).
 
 transformers' remote-code loader copies the file that defines a class and the files it imports with a
 single-dot sibling import, into one flat folder. Our sources live in three packages, so they are
@@ -14,15 +14,18 @@ from pathlib import Path
 # Not used here, but imported so that transformers' remote-code loader copies them along: a model loaded
 # from the Hub must be able to save a complete folder again.
 from ..tokenization.tokenization_vanilla_transformer import VanillaTransformerTokenizer  # noqa: F401
+from .model_card_vanilla_transformer import folder_card
 from .pipeline_vanilla_transformer import VanillaTransformerSeq2SeqPipeline  # noqa: F401
 
 
 CODE_FILES = {  # file name: the package that holds it when installed
     "configuration_vanilla_transformer.py": "configuration",
     "modeling_vanilla_transformer.py": "modeling",
+    "attention_vanilla_transformer.py": "modeling",
     "tokenization_vanilla_transformer.py": "tokenization",
     "pipeline_vanilla_transformer.py": "modeling",
     "hub_vanilla_transformer.py": "modeling",
+    "model_card_vanilla_transformer.py": "modeling",
 }
 AUTO_MAP = {
     "AutoConfig": "configuration_vanilla_transformer.VanillaTransformerConfig",
@@ -73,40 +76,7 @@ def export_hub_code(save_directory, model=None) -> None:
 
     card = save_directory / "README.md"
     if model is not None and not card.exists():
-        card.write_text(default_model_card(model), encoding="utf-8")
-
-
-def default_model_card(model) -> str:
-    config = model.config
-    is_seq2seq = model.can_generate()
-    pipeline_tag = "translation" if is_seq2seq else "text-classification"
-    parameters = sum(p.numel() for p in model.parameters())
-    return f"""---
-library_name: transformers
-pipeline_tag: {pipeline_tag}
-tags:
-- vanilla-transformer
-- encoder-decoder
-- custom_code
----
-
-# {type(model).__name__}
-
-The Transformer of "Attention Is All You Need" (Vaswani et al., 2017), packaged by vanilla-transformer.
-{parameters:,} parameters: d_model={config.d_model}, {config.encoder_layers}+{config.decoder_layers} layers,
-{config.num_attention_heads} heads, d_ff={config.ffn_dim}, vocabulary {config.vocab_size},
-{config.positional_encoding} positions, {"pre" if config.normalize_before else "post"}-LN,
-{"global" if config.attention_window is None else f"local (window {config.attention_window})"} attention.
-
-Load it with nothing but `transformers`:
-
-```python
-from transformers import AutoModelFor{"Seq2SeqLM" if is_seq2seq else "SequenceClassification"}, AutoTokenizer
-
-model = AutoModelFor{"Seq2SeqLM" if is_seq2seq else "SequenceClassification"}.from_pretrained(REPO, trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained(REPO, trust_remote_code=True)
-```
-"""
+        card.write_text(folder_card(model, location=str(save_directory)), encoding="utf-8")
 
 
 def push_folder_to_hub(model, repo_id: str, *, tokenizer=None, commit_message=None, private=None, token=None,
@@ -120,6 +90,10 @@ def push_folder_to_hub(model, repo_id: str, *, tokenizer=None, commit_message=No
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
         model.save_pretrained(folder, **save_kwargs)
+        # the card says how to load the model from where it is going
+        (Path(folder) / "README.md").write_text(folder_card(model, location=repo_id,
+                                                            tokenizer_included=tokenizer is not None),
+                                                 encoding="utf-8")
         return api.upload_folder(
             repo_id=repo_id,
             folder_path=folder,

@@ -10,10 +10,6 @@ Shapes in comments: B batch, T target (query) length, S source (key) length, H h
 """
 
 import math
-from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
-from contextvars import ContextVar
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -32,9 +28,13 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import logging
 
 from ..configuration.configuration_vanilla_transformer import VanillaTransformerConfig
+from .attention_vanilla_transformer import LocalWindowMask, local_window, local_window_mask
 from .hub_vanilla_transformer import export_hub_code, push_folder_to_hub
+
+logger = logging.get_logger(__name__)
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
@@ -150,216 +150,9 @@ def eager_attention_forward(
     return output.transpose(1, 2).contiguous(), weights  # (B, T, H, Dh), (B, H, T, S)
 
 
-# Up to this many keys, the written-out attention is at least as fast as the fused kernel on a CPU in bfloat16.
-CPU_BF16_WRITTEN_OUT_MAX_KEYS = 512
-
-
-def written_out_is_faster(query: torch.Tensor, key: torch.Tensor) -> bool:
-    """Whether `eager_attention_forward` should stand in for PyTorch's fused (SDPA) kernel.
-
-    On a CPU in bfloat16 the fused kernel (its backward above all) gains little from bfloat16, while the
-    written-out matrix multiplies run on the CPU's bfloat16 units. A training step of the 3 + 3-layer,
-    d_model 256 model measured 1.10-1.25x faster with the written-out attention at 32 and 128 tokens, the
-    same at 512 and 1,024, and 0.46x at 2,048, where the L x L weights take over. Both are exact attention.
-    """
-    return (query.device.type == "cpu" and query.dtype == torch.bfloat16
-            and key.shape[-2] <= CPU_BF16_WRITTEN_OUT_MAX_KEYS)
-
-
-def local_window(window: int, causal: bool) -> Callable:
-    """Local (hard) attention: query position q may attend to key position k only if |q - k| <= window.
-
-    Used as a mask function of `transformers.masking_utils`, intersected with the padding (and causal) mask.
-    """
-
-    def within_window(batch_idx, head_idx, q_idx, kv_idx):
-        if causal:  # the causal mask already removes k > q
-            return q_idx - kv_idx <= window
-        return (q_idx - kv_idx).abs() <= window
-
-    return within_window
-
-
-@dataclass(frozen=True)
-class LocalWindowMask:
-    """Passed instead of a (T, S) mask when local attention can be computed in blocks (no cache, no
-    attention weights asked for): the window, the direction, and which keys are real tokens."""
-
-    window: int
-    causal: bool
-    key_padding: torch.Tensor | None  # (B, S) bool or 0/1, True = a real token; None = no padding
-
-
-def blocked_local_attention(
-    module: nn.Module,
-    query: torch.Tensor,  # (B, H, L, Dh)
-    key: torch.Tensor,  # (B, H, L, Dh)
-    value: torch.Tensor,  # (B, H, L, Dh)
-    mask: LocalWindowMask,
-    scaling: float,
-    dropout: float = 0.0,
-) -> tuple[torch.Tensor, None]:
-    """Attention under the local mask |q - k| <= w, in O(L w) time and memory instead of O(L^2).
-
-    The positions are cut into blocks of w. Every key within distance w of a query of block i lies in block
-    i - 1, i or i + 1 (only i - 1 and i when causal), so each block of queries is scored against those
-    2-3 blocks of keys alone, then masked exactly as `local_window` masks the full matrix.
-    """
-    batch, heads, length, head_dim = query.shape
-    block = max(mask.window, 1)
-    num_blocks = -(-length // block)
-    tail = num_blocks * block - length  # pad the length to whole blocks
-    after = 0 if mask.causal else 1  # key blocks after the query's own
-    span = 2 + after  # key blocks per query block
-
-    def neighbourhoods(x: torch.Tensor) -> torch.Tensor:  # (B, H, L, Dh) -> (B * blocks, H, span * w, Dh)
-        # The sequences of the batch, each padded to whole blocks, laid end to end with one empty block
-        # before and after: the neighbourhood of every block is then a window of this one tensor, and the
-        # overlapping windows are a view (`unfold`), not span copies of K and V kept for the backward pass.
-        # Keys that a window borrows from the next or previous sequence are hidden by the mask below.
-        x = nn.functional.pad(x.transpose(1, 2), (0, 0, 0, 0, 0, tail))  # (B, blocks * w, H, Dh)
-        x = nn.functional.pad(x.reshape(batch * num_blocks * block, heads, head_dim),
-                              (0, 0, 0, 0, block, after * block))
-        return x.unfold(0, span * block, block).transpose(2, 3)  # (B * blocks, H, span * w, Dh)
-
-    def by_block(x: torch.Tensor) -> torch.Tensor:  # (B, H, blocks, n, Dh) -> (B * blocks, H, n, Dh)
-        return x.transpose(1, 2).reshape(batch * num_blocks, heads, x.shape[3], head_dim)
-
-    queries = nn.functional.pad(query, (0, 0, 0, tail)).view(batch, heads, num_blocks, block, head_dim)
-
-    # Query r of block i is position i*w + r; key c of its neighbourhood is position (i-1)*w + c.
-    offset = block + torch.arange(block, device=query.device)[:, None] - torch.arange(span * block, device=query.device)
-    in_window = (offset >= 0) & (offset <= mask.window) if mask.causal else offset.abs() <= mask.window
-    real = torch.ones(batch, length, device=query.device) if mask.key_padding is None else mask.key_padding.float()
-    real = nn.functional.pad(real, (block, tail + after * block)).view(batch, num_blocks + span - 1, block)
-    real = torch.cat([real[:, i : i + num_blocks] for i in range(span)], dim=2).bool()  # (B, blocks, span*w)
-    visible = in_window & real[:, :, None, :]  # (B, blocks, w, span*w)
-    sees_something = visible.any(dim=-1, keepdim=True)  # (B, blocks, w, 1)
-
-    # The fused kernel keeps no (w, span*w) weights for the backward pass, so memory stays O(L * d).
-    # A query that sees no key (deep in the padding) is let see itself, and its output is then zeroed:
-    # it attends to nothing, as in `eager_attention_forward`.
-    self_position = offset == 0
-    output = nn.functional.scaled_dot_product_attention(
-        by_block(queries), neighbourhoods(key), neighbourhoods(value),
-        attn_mask=(visible | (self_position & ~sees_something)).view(batch * num_blocks, 1, block, span * block),
-        dropout_p=dropout if module.training else 0.0, scale=scaling,
-    )  # (B * blocks, H, w, Dh)
-    output = output * sees_something.view(batch * num_blocks, 1, block, 1).to(output.dtype)
-    output = output.view(batch, num_blocks, heads, block, head_dim).transpose(2, 3)  # (B, blocks, w, H, Dh)
-    return output.reshape(batch, num_blocks * block, heads, head_dim)[:, :length].contiguous(), None
-
-
-def local_window_mask(config, attention_mask, causal: bool, output_attentions: bool, cached: bool):
-    """A `LocalWindowMask` where local attention can run in blocks, else None (the full-mask path)."""
-    if config.attention_window is None or output_attentions or cached:
-        return None
-    if attention_mask is not None and attention_mask.dim() != 2:
-        return None
-    return LocalWindowMask(config.attention_window, causal, attention_mask)
-
-
 # ---------------------------------------------------------------------------------------------------
 # Section 3.2.2: Multi-Head Attention
 # ---------------------------------------------------------------------------------------------------
-
-
-# oneDNN's linear layer (it ships with PyTorch as torch.ops.mkldnn), also with a weight packed into oneDNN's
-# blocked layout: faster still when the same weight multiplies a few rows again and again.
-ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
-# Within a `packed_linear_weights` block: weight -> its packed copy (None after its first use); else None.
-_packed_weights: ContextVar[dict | None] = ContextVar("packed_linear_weights", default=None)
-
-
-@contextmanager
-def packed_linear_weights():
-    """Within this block, `Linear` layers doing float32 inference on a CPU pack their weight for oneDNN at
-    its second use and reuse the packed copy; the copies are dropped at the end of the block. The weights
-    must not change inside the block: a packed copy cannot notice, since not every in-place update is
-    visible (fused optimizers do not advance a tensor's version counter). `generate()` runs in such a block.
-    """
-    token = _packed_weights.set({})
-    try:
-        yield
-    finally:
-        _packed_weights.reset(token)
-
-
-def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x W^T + b through oneDNN (no fused activation); `weight` as stored, or packed by oneDNN."""
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-
-
-class OneDNNLinearFunction(torch.autograd.Function):
-    """y = x W^T + b and its gradients, the products with W through oneDNN. The weight's gradient dy^T x stays
-    with PyTorch's product, which was the faster one for it on the CPU first measured; on a later CPU oneDNN's
-    was faster for it too (README, Performance), so the better choice depends on the CPU."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return onednn_linear(x, weight, bias)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_y):
-        x, weight = ctx.saved_tensors
-        grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:  # dy W: a linear layer whose weight is W^T (a view, not a copy)
-            grad_x = onednn_linear(grad_y, weight.t())
-        grad_rows = grad_y.reshape(-1, grad_y.shape[-1])
-        if ctx.needs_input_grad[1]:
-            grad_weight = grad_rows.t() @ x.reshape(-1, x.shape[-1])
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad_rows.sum(0)
-        return grad_x, grad_weight, grad_bias
-
-
-class Linear(nn.Linear):
-    """y = x W^T + b, as `nn.Linear` (same parameters, same state dict), with faster products on a CPU.
-
-    On a CPU in float32, the products with a weight of at least `min_onednn_weight_elements` go through
-    oneDNN, which was faster than PyTorch's own float32 product (MKL) on the CPU this was measured on, above
-    all at the few rows of a decoding step. Inside `packed_linear_weights()` (every `generate()` call), a
-    weight used more than once without gradients (the decoder's, once per step) is also packed into
-    oneDNN's blocked layout; packing costs more than one product saves, so a weight's first product in the
-    block (the encoder's only one) is not packed. The products are the same as `nn.Linear`'s; sums can round
-    differently in the last bits. Elsewhere (GPUs, bfloat16, autocast, torch.compile, tracing) this is
-    `nn.Linear`. Measurements: README, Performance.
-    """
-
-    # Smaller weights keep PyTorch's product: a oneDNN call costs about 10 microseconds more (measured on a
-    # 2-core CPU), more than its faster arithmetic saves on them (see examples/benchmark.py's products).
-    min_onednn_weight_elements = 256 * 256
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.uses_onednn(x):
-            return super().forward(x)
-        packed_weights = _packed_weights.get()
-        needs_gradients = torch.is_grad_enabled() and (
-            x.requires_grad or self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad))
-        if packed_weights is not None and not needs_gradients:
-            packed = self.packed_weight(packed_weights)
-            if packed is not None:
-                return onednn_linear(x, packed, self.bias)
-        return OneDNNLinearFunction.apply(x, self.weight, self.bias)
-
-    def packed_weight(self, packed_weights: dict) -> torch.Tensor | None:
-        """The weight packed for this block from its second use on; None at its first use, which does not
-        repay the packing (the encoder's weights are used once)."""
-        if self.weight not in packed_weights:
-            packed_weights[self.weight] = None
-            return None
-        if packed_weights[self.weight] is None:
-            packed_weights[self.weight] = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach())
-        return packed_weights[self.weight]
-
-    def uses_onednn(self, x: torch.Tensor) -> bool:
-        return (ONEDNN_LINEAR and x.device.type == "cpu" and x.dtype == self.weight.dtype == torch.float32
-                and self.weight.numel() >= self.min_onednn_weight_elements
-                and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
-                and not torch.jit.is_tracing())  # a traced graph stays portable
 
 
 class VanillaTransformerAttention(nn.Module):
@@ -383,10 +176,10 @@ class VanillaTransformerAttention(nn.Module):
         self.layer_idx = layer_idx
         # W^Q, W^K, W^V (all heads side by side) and W^O are parameter matrices in the paper: no biases.
         # (A key bias would be useless anyway: the softmax over keys cancels it.)
-        self.q_proj = Linear(config.d_model, config.d_model, bias=False)
-        self.k_proj = Linear(config.d_model, config.d_model, bias=False)
-        self.v_proj = Linear(config.d_model, config.d_model, bias=False)
-        self.out_proj = Linear(config.d_model, config.d_model, bias=False)
+        self.q_proj = nn.Linear(config.d_model, config.d_model, bias=False)
+        self.k_proj = nn.Linear(config.d_model, config.d_model, bias=False)
+        self.v_proj = nn.Linear(config.d_model, config.d_model, bias=False)
+        self.out_proj = nn.Linear(config.d_model, config.d_model, bias=False)
 
     def split_heads(self, states: torch.Tensor) -> torch.Tensor:
         return states.view(*states.shape[:-1], self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
@@ -402,13 +195,14 @@ class VanillaTransformerAttention(nn.Module):
         query = self.split_heads(self.q_proj(hidden_states))
         key, value = self.project_keys_and_values(hidden_states, key_value_states, past_key_values)
 
-        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        if output_attentions:  # only the readable eager path returns the weights
-            attention = eager_attention_forward
-        elif self.config._attn_implementation == "sdpa" and written_out_is_faster(query, key):
-            attention = eager_attention_forward
-        if isinstance(attention_mask, LocalWindowMask):
-            attention = blocked_local_attention
+        implementation = self.config._attn_implementation
+        if output_attentions and implementation != "eager":
+            # Only the written-out attention has the weights to return; the fused kernels never form them.
+            logger.warning_once(f"attn_implementation={implementation!r} cannot return attention weights: "
+                                "using the eager (written-out) attention where they are asked for. Load the "
+                                "model with attn_implementation='eager' to choose it from the start.")
+            implementation = "eager"
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         output, weights = attention(
             self,
             query,
@@ -457,36 +251,12 @@ class PositionwiseFeedForward(nn.Module):
 
     def __init__(self, config: VanillaTransformerConfig):
         super().__init__()
-        self.fc1 = Linear(config.d_model, config.ffn_dim)
+        self.fc1 = nn.Linear(config.d_model, config.ffn_dim)
         self.activation = ACT2FN[config.activation_function]
-        self.fc2 = Linear(config.ffn_dim, config.d_model)
+        self.fc2 = nn.Linear(config.ffn_dim, config.d_model)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.activation(self.fc1(hidden_states)))
-
-
-class Dropout(nn.Dropout):
-    """Dropout with rate P_drop (Section 5.4): each element is zeroed with probability p and the kept ones are
-    scaled by 1 / (1 - p), so the expected output equals the input. Identity in eval mode.
-
-    On a CPU the random bits cost far more than the dropout itself: `nn.Dropout` draws one random float per
-    element (`bernoulli_`), about 1.5-2 ms for the 262,144 activations of a (32, 32, 256) batch on 2 cores,
-    against 15 microseconds for the multiply they feed. Here one 64-bit draw of the same generator decides
-    four elements: it is read as four 16-bit numbers, and an element is dropped when its number falls in
-    the lowest round(p * 2^16) of the 2^16 values. Forward and backward take about 2.7x less time; p is
-    exact to 2^-16, and the scaling uses that rounded p, so the expectation stays exact. The masks follow
-    `torch.manual_seed` as `nn.Dropout`'s do (but are different masks). Elsewhere (a GPU draws its random
-    numbers inside the kernel) this is `nn.Dropout`.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p in (0.0, 1.0) or x.device.type != "cpu":
-            return super().forward(x)
-        dropped_values = round(self.p * 2**16)  # of the 2^16 values a 16-bit number can take
-        draws = torch.randint(-(2**63), 2**63 - 1, (-(-x.numel() // 4),), dtype=torch.int64, device=x.device)
-        numbers = draws.view(torch.int16)[: x.numel()].view(x.shape)  # uniform on [-2^15, 2^15)
-        kept = numbers >= -(2**15) + dropped_values
-        return x * (kept.to(x.dtype) * (2**16 / (2**16 - dropped_values)))
 
 
 class SublayerConnection(nn.Module):
@@ -499,7 +269,7 @@ class SublayerConnection(nn.Module):
         super().__init__()
         self.normalize_before = config.normalize_before
         self.layer_norm = nn.LayerNorm(config.d_model)
-        self.dropout = Dropout(config.dropout)
+        self.dropout = nn.Dropout(config.dropout)
 
     def sublayer_input(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer_norm(x) if self.normalize_before else x
@@ -639,7 +409,7 @@ class TransformerStack(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
         self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
         self.embed_positions = build_positional_encoding(config)
-        self.dropout = Dropout(config.dropout)
+        self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(layer_class(config, i) for i in range(num_layers))
         # pre-LN leaves the last residual stream un-normalised: normalise it once at the end
         self.layer_norm = nn.LayerNorm(config.d_model) if config.normalize_before else None
@@ -884,14 +654,12 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
         "lm_head.weight": "model.encoder.embed_tokens.weight",
         "model.decoder.embed_tokens.weight": "model.encoder.embed_tokens.weight",
     }
-    # False: `generate()` packs no weights (see `Linear`). The packed copies hold the decoder's weights and the
-    # output projection once more while a call runs.
-    pack_weights_in_generate = True
-
     def __init__(self, config: VanillaTransformerConfig):
         super().__init__(config)
         self.model = VanillaTransformerModel(config)
-        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        # transformers' hook for the loss (`model.loss_function = ...` replaces it, with the same arguments)
+        self.loss_function = label_smoothed_cross_entropy
         self.post_init()
 
     def get_encoder(self):
@@ -908,12 +676,6 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
-
-    def generate(self, *args, **kwargs):
-        """`GenerationMixin.generate`; its float32 products on a CPU use packed weights (see `Linear`) unless
-        `pack_weights_in_generate` is False."""
-        with packed_linear_weights() if self.pack_weights_in_generate else nullcontext():
-            return super().generate(*args, **kwargs)
 
     def _reorder_cache(self, past_key_values: Cache, beam_idx: torch.LongTensor) -> Cache:
         """Beam search keeps, for each input, the beams in `beam_idx`: reorder their decoder self-attention
@@ -977,7 +739,7 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
 
         loss = None
         if labels is not None:
-            loss = self.label_smoothed_loss(logits, labels, num_items_in_batch)
+            loss = self.loss_function(logits, labels, self.config.label_smoothing, num_items_in_batch)
 
         output = Seq2SeqLMOutput(
             loss=loss,
@@ -992,59 +754,17 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
         )
         return output if return_dict is not False else output.to_tuple()
 
-    def label_smoothed_loss(self, logits, labels, num_items_in_batch=None):
-        return label_smoothed_cross_entropy(logits, labels, self.config.label_smoothing, num_items_in_batch)
-
-
-def label_smoothed_cross_entropy(logits, labels, label_smoothing: float, num_items_in_batch=None) -> torch.Tensor:
+def label_smoothed_cross_entropy(logits, labels, label_smoothing: float, num_items_in_batch=None, **kwargs) -> torch.Tensor:
     """Cross-entropy with label smoothing epsilon_ls (Section 5.4), in float32, summed over the labelled
-    positions (label -100 is ignored) and divided by `num_items_in_batch` (default: their number).
-    Equal to `nn.functional.cross_entropy(..., label_smoothing=epsilon_ls, reduction="sum")`, computed by
-    `LabelSmoothedCrossEntropy`."""
+    positions (label -100 is ignored) and divided by `num_items_in_batch` (default: their number)."""
     labels = labels.to(logits.device).reshape(-1)
-    total = LabelSmoothedCrossEntropy.apply(logits.reshape(-1, logits.shape[-1]), labels, label_smoothing)
+    total = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels, ignore_index=-100,
+                                        reduction="sum", label_smoothing=label_smoothing)
     if num_items_in_batch is None:
         num_items_in_batch = (labels != -100).sum()
     if torch.is_tensor(num_items_in_batch):
         num_items_in_batch = num_items_in_batch.to(total.device)
     return total / num_items_in_batch
-
-
-class LabelSmoothedCrossEntropy(torch.autograd.Function):
-    """Sum over labelled positions of (1 - eps) * -log p(label) + eps * mean over the vocabulary of -log p(v).
-
-    Its gradient with respect to the logits is softmax - target, target being (1 - eps) on the label plus
-    eps / V everywhere. The backward pass writes it into the saved log-probabilities in place, so the loss
-    allocates one (N, V) float32 buffer in all, where `nn.functional.cross_entropy` allocates four (the
-    log-probabilities, the zero-filled gradient of the label term, the sum of both terms' gradients, the
-    gradient of the log-softmax). At the benchmark's size (1,024 positions x 8,000 words) each is 33 MB;
-    on a 2-core CPU the stock loss took 60-100 ms of a 400 ms float32 training step (torch.profiler), much
-    of it the kernel handing out fresh pages (MarianMTModel's step: about 19,000 minor page faults, ours
-    none), and this one about 15 ms.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, labels, label_smoothing: float):  # (N, V), (N,)
-        log_probs = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
-        labelled = labels != -100
-        labels = labels.masked_fill(~labelled, 0)
-        label_nll = -log_probs.gather(1, labels[:, None]).squeeze(1)
-        mean_nll = -log_probs.mean(dim=-1)
-        per_position = (1 - label_smoothing) * label_nll + label_smoothing * mean_nll
-        ctx.save_for_backward(log_probs, labels, labelled)
-        ctx.label_smoothing, ctx.logits_dtype = label_smoothing, logits.dtype
-        return (per_position * labelled).sum()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_total):
-        log_probs, labels, labelled = ctx.saved_tensors
-        eps = ctx.label_smoothing
-        grad = log_probs.exp_()  # softmax; the log-probabilities are not needed again (a second backward fails)
-        grad.sub_(eps / grad.shape[-1])
-        grad.scatter_add_(1, labels[:, None], grad.new_full((grad.shape[0], 1), -(1 - eps)))
-        grad.mul_((labelled * grad_total)[:, None])  # zero at ignored positions
-        return grad.to(ctx.logits_dtype), None, None
 
 
 class VanillaTransformerForSequenceClassification(VanillaTransformerPreTrainedModel):
@@ -1054,7 +774,7 @@ class VanillaTransformerForSequenceClassification(VanillaTransformerPreTrainedMo
     def __init__(self, config: VanillaTransformerConfig):
         super().__init__(config)
         self.encoder = VanillaTransformerEncoder(config)
-        self.dropout = Dropout(config.dropout)
+        self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.d_model, config.num_labels)
         self.post_init()
 

@@ -12,29 +12,33 @@ import pytest
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "benchmark" / "benchmark.py"
 
 
-def test_benchmark_quick_mode_writes_every_measurement(tmp_path):
-    output = tmp_path / "benchmark.json"
-    subprocess.run([sys.executable, str(SCRIPT), "--quick", "--output", str(output)], check=True,
-                   capture_output=True, text=True)
+def test_benchmark_quick_mode_writes_every_measurement_and_its_report(tmp_path):
+    output, report = tmp_path / "benchmark.json", tmp_path / "performance.md"
+    report.write_text("# Performance\n\nkept text\n")
+    subprocess.run([sys.executable, str(SCRIPT), "--quick", "--output", str(output), "--report", str(report)],
+                   check=True, capture_output=True, text=True)
     results = json.loads(output.read_text())
     models = results["sizes"]["quick"]["models"]
-    assert set(models) == {"ours", "ours-eager", "ours-unpacked", "marian", "bart"}
-    for row in models.values():
-        assert row["greedy_ms_per_token"] > 0 and row["beam4_ms_per_token"] > 0
-    assert set(models["ours-unpacked"]) == {"greedy_ms_per_token", "beam4_ms_per_token"}  # generation only
-    for name in ["ours", "ours-eager", "marian", "bart"]:
-        row = models[name]
+    kernels = ["ours+kernels", "ours+dropout", "ours+loss", "ours+attention"]
+    assert set(models) == {"ours", *kernels, "marian", "bart"}
+    for name in ["ours", "marian", "bart"]:
+        assert models[name]["greedy_ms_per_token"] > 0 and models[name]["beam4_ms_per_token"] > 0
+        assert models[name]["train_peak_bytes_float32"] > 0  # a training step allocates (activations, Adam states)
+    for name, row in models.items():
         assert row["train_tokens_per_second_float32"] > 0 and row["train_tokens_per_second_bf16"] > 0
         assert 0 < row["mfu_float32"] < 1
-        assert row["train_peak_bytes_float32"] > 0  # a training step allocates (activations, Adam states)
+    ratios = results["sizes"]["quick"]["ratios (>1: ours better)"]
+    assert {"train_tokens_per_second_bf16: ours+kernels vs marian", "train_tokens_per_second_bf16: ours vs marian",
+            "train_tokens_per_second_bf16: ours+loss vs ours", "greedy_ms_per_token: ours vs marian"} <= set(ratios)
     # same size: Marian differs only by its attention biases (ours has none, as in the paper)
     assert models["ours"]["parameters"] <= models["marian"]["parameters"] <= 1.02 * models["ours"]["parameters"]
+    assert models["ours+kernels"]["parameters"] == models["ours"]["parameters"]
     assert {row["attention"] for row in results["sweep"]} == {"global (sdpa)", "global (eager)", "local w=4"}
     assert all(row["peak_bytes"] > 0 for row in results["sweep"])
     assert set(results["sweep_ratios_at_longest"]) == {"global (sdpa)", "global (eager)"}
     assert output.with_suffix(".png").stat().st_size > 0
-    assert {row["use"] for row in results["linear_products"]} == {"greedy step", "4-beam step", "training"}
-    assert all(us > 0 for row in results["linear_products"] for us in row["microseconds"].values())
+    text = report.read_text()
+    assert "kept text" in text and results["device"] in text and "| training tokens/s, bf16 autocast |" in text
 
 
 def test_interleaved_timings_take_turns_and_report_each_steps_own_median(monkeypatch):

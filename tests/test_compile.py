@@ -27,9 +27,9 @@ CHECK = textwrap.dedent("""
         for name, p in model.named_parameters():
             torch.testing.assert_close(p.grad, expected[name], rtol=1e-4, atol=1e-6, msg=name)
     # the CPU dropout (16-bit random numbers) compiles too: its rate and gradient hold
-    from vanilla_transformer.modeling.modeling_vanilla_transformer import Dropout
+    from vanilla_transformer.modeling.cpu_kernels_vanilla_transformer import CPUDropout
     x = torch.ones(4096, 64, requires_grad=True)
-    y = torch.compile(Dropout(0.1).train())(x)
+    y = torch.compile(CPUDropout(0.1).train())(x)
     y.sum().backward()
     assert abs((y == 0).float().mean().item() - 0.1) < 0.01 and torch.equal(x.grad, y.detach())
     print("ok")

@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+from huggingface_hub import ModelCard
 import torch
 from transformers import pipeline
 
@@ -83,7 +84,9 @@ def test_saved_folder_is_a_complete_hub_repository(saved_folders):
     names = {p.name for p in folder.iterdir()}
     assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
             "README.md", "configuration_vanilla_transformer.py", "modeling_vanilla_transformer.py",
-            "tokenization_vanilla_transformer.py", "pipeline_vanilla_transformer.py", "hub_vanilla_transformer.py"} <= names
+            "tokenization_vanilla_transformer.py", "pipeline_vanilla_transformer.py", "hub_vanilla_transformer.py",
+            "attention_vanilla_transformer.py", "model_card_vanilla_transformer.py"} <= names
+    assert "cpu_kernels_vanilla_transformer.py" not in names  # the opt-in CPU kernels stay out of the Hub code
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in names)
     config = json.loads((folder / "config.json").read_text())
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForSeq2SeqLM",
@@ -91,6 +94,9 @@ def test_saved_folder_is_a_complete_hub_repository(saved_folders):
     assert set(config["custom_pipelines"]) == {"translation", "summarization"}
     card = (folder / "README.md").read_text()
     assert card.startswith("---\n") and "library_name: transformers" in card and "pipeline_tag: translation" in card
+    parsed = ModelCard.load(folder / "README.md")  # the Hub's own parser reads the front matter
+    assert parsed.data.license == "apache-2.0" and "vanilla-transformer" in parsed.data.tags
+    assert f"from_pretrained({str(folder)!r}" in card and "REPO" not in card  # loads from where it is, no placeholder
     for code in folder.glob("*.py"):  # flat: only single-dot sibling imports, none of our package
         imports = re.findall(r"^\s*(?:from|import)\s+(\S+)", code.read_text(), flags=re.MULTILINE)
         assert not [name for name in imports if name.startswith("..") or name.startswith("vanilla_transformer")]
@@ -143,6 +149,7 @@ def test_push_to_hub_uploads_the_complete_folder(saved_folders, tokenizer, monke
             "modeling_vanilla_transformer.py", "configuration_vanilla_transformer.py",
             "tokenization_vanilla_transformer.py", "pipeline_vanilla_transformer.py"} <= set(files)
     assert b"library_name: transformers" in files["README.md"]  # our card, not transformers' template
+    assert b"from_pretrained('someone/tiny', trust_remote_code=True)" in files["README.md"]
     assert "AutoModelForSeq2SeqLM" in json.loads(files["config.json"])["auto_map"]
 
 

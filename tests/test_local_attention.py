@@ -5,11 +5,9 @@ import pytest
 import torch
 
 from conftest import padded_batch, tiny_seq2seq
-from vanilla_transformer.modeling.modeling_vanilla_transformer import (
-    LocalWindowMask,
-    blocked_local_attention,
-    eager_attention_forward,
-)
+from vanilla_transformer.modeling import attention_vanilla_transformer as attention_module
+from vanilla_transformer.modeling.attention_vanilla_transformer import LocalWindowMask, blocked_local_attention
+from vanilla_transformer.modeling.modeling_vanilla_transformer import eager_attention_forward
 
 
 def full_local_mask(length, window, causal, key_padding):
@@ -41,8 +39,9 @@ def test_blocked_equals_masked_full_attention(window, length, causal):
 
 @pytest.mark.parametrize("window", [1, 2, 5])
 def test_model_with_blocked_local_attention_equals_the_full_mask_path(window):
-    """output_attentions=True takes the full-matrix path; without it, the blocked one."""
-    model = tiny_seq2seq("eager", attention_window=window)
+    """attn_implementation="blocked_local" computes in blocks; output_attentions=True takes the full-matrix path."""
+    model = tiny_seq2seq("blocked_local", attention_window=window)
+    assert model.config._attn_implementation == "blocked_local"
     input_ids, attention_mask, labels = padded_batch()
     blocked = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
     full = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, output_attentions=True)
@@ -51,6 +50,28 @@ def test_model_with_blocked_local_attention_equals_the_full_mask_path(window):
                                rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(blocked.logits, full.logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(blocked.loss, full.loss)
+
+
+def test_blocked_computation_runs_only_where_the_config_chooses_it(monkeypatch):
+    """The implementation in config._attn_implementation is what runs: "sdpa" with a window masks the full
+    matrix, "blocked_local" computes in blocks (and decodes with a cache on ordinary masks); same results."""
+    calls = []
+    original = attention_module.blocked_local_attention
+    monkeypatch.setattr(attention_module, "blocked_local_attention",
+                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    input_ids, attention_mask, labels = padded_batch()
+    outputs, generated = {}, {}
+    for implementation in ("sdpa", "blocked_local"):
+        model = tiny_seq2seq(implementation, attention_window=2)
+        calls.clear()
+        with torch.no_grad():
+            outputs[implementation] = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+            generated[implementation] = model.generate(input_ids, attention_mask=attention_mask, num_beams=2,
+                                                       max_new_tokens=6)
+        # encoder and decoder self-attention of the forward pass; the generation's encoder pass
+        assert len(calls) == (0 if implementation == "sdpa" else 2 * 2 + 2), implementation
+    torch.testing.assert_close(outputs["sdpa"].logits, outputs["blocked_local"].logits, rtol=1e-5, atol=1e-5)
+    assert torch.equal(generated["sdpa"], generated["blocked_local"])
 
 
 def saved_bytes(attention) -> int:

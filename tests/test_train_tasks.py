@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from huggingface_hub import ModelCard
 import torch
 from tiny_datasets import DATASETS, multi30k, samsum, sst2, train_arguments, write_gzip
 from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
@@ -50,6 +51,13 @@ def test_task_trains_saves_and_scores_end_to_end(task_name, tmp_path):
     assert model.config.vocab_size <= 300
     # the task's tokenizer choice reaches the published folder (SAMSum: speaker names with a prefix space)
     assert AutoTokenizer.from_pretrained(output / "model").add_prefix_space == task.defaults.get("add_prefix_space", False)
+    # the folder's card names its training data and carries its scores, in text and in the Hub's model-index
+    card = ModelCard.load(output / "model" / "README.md")
+    assert str(data) in card.text and results["command"] in card.text
+    main_score = results["evaluation"][task.validation_split][task.main_metric]
+    indexed = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert indexed[(task.validation_split, task.main_metric)] == round(main_score, 2)
+    assert f"{main_score:.1f}" in card.text
 
     report = tmp_path / "eval" / "metrics.json"
     split = task.test_split if task.kind == "translation" else task.validation_split

@@ -1,20 +1,20 @@
 """Speed and memory of our model against transformers' MarianMTModel and BartForConditionalGeneration built
-at exactly the same size from a config (no download), measured in the same run, printed as ratios.
+at exactly the same size from a config (no download), measured in the same run, printed as ratios, with
+ours both as it is and with the opt-in CPU speed-ups (`enable_cpu_kernels`), all of them and each alone.
 
-    .venv/bin/python examples/benchmark.py                 # the full benchmark (about 6 minutes on 2 CPU cores)
-    .venv/bin/python examples/benchmark.py --quick         # tiny sizes, one repetition: checks the script runs
+    .venv/bin/python examples/benchmark/benchmark.py --report performance.md   # about 6 minutes on 2 CPU cores
+    .venv/bin/python examples/benchmark/benchmark.py --quick                   # tiny sizes: checks the script runs
 
 Measured, for each model: training tokens/s (forward + backward + AdamW step) in float32 and under bf16
-autocast; greedy and 4-beam generation in ms per generated token (exactly --new-tokens tokens); peak memory
-of training (in a fresh process: on a CPU the peak resident set above the one before the first step, on a
-GPU the allocator's peak); model FLOPs utilisation against the measured matrix-multiply ceiling of the same
-machine and precision. Generation is also measured for "ours-unpacked" (ours with
-`pack_weights_in_generate = False`), so the gain of `Linear`'s packed weights is a ratio within the run; on
-a CPU the float32 products behind `Linear` are timed alone too (PyTorch's against oneDNN's).
-Then an encoder length sweep, global attention against local attention in blocks (window 64): time and peak
-memory per length, with a log-log plot. Results go to --output (JSON) and the terminal. On a GPU the paper's
-base size (d_model 512, 8 heads, FFN 2048, 6 + 6 layers) is measured too, its training in bf16 only and on
-batches like the paper's (GPU_BASE_BATCH).
+autocast; greedy and 4-beam generation in ms per generated token (exactly --new-tokens tokens; the kernels
+change training only); peak memory of training (in a fresh process: on a CPU the peak resident set above the
+one before the first step, on a GPU the allocator's peak); model FLOPs utilisation against the measured
+matrix-multiply ceiling of the same machine and precision. Then an encoder length sweep, global attention
+against local attention computed in blocks (window 64, attn_implementation="blocked_local"): time and peak
+memory per length, with a log-log plot. Results go to --output (JSON) and the terminal, and with --report
+into a generated section of that markdown file. On a GPU the paper's base size (d_model 512, 8 heads, FFN
+2048, 6 + 6 layers) is measured too, its training in bf16 only and on batches like the paper's
+(GPU_BASE_BATCH).
 
 FLOP formula (per training step = 3 x forward, the backward pass costing twice the forward):
   forward = 2 * sum over matrix multiplies of (rows x inner x columns)
@@ -44,12 +44,14 @@ from common.model_sizes import SIZES, build  # noqa: E402
 from common.peak_memory import peak_memory_since, start_peak_memory  # noqa: E402
 from vanilla_transformer.configuration import VanillaTransformerConfig
 from vanilla_transformer.modeling import VanillaTransformerForConditionalGeneration
-from vanilla_transformer.modeling.modeling_vanilla_transformer import onednn_linear
+from common.generated_sections import replace_section  # noqa: E402
+from common.run_info import cpu_name, git_commit  # noqa: E402
 
 def sweep_variants(window: int) -> list[tuple]:
     """(label, attention window, attention implementation) of the encoder length sweep. Global attention
     twice: the fused SDPA kernel (keeps no L x L weights) and the eager path (the full L x L matrix)."""
-    return [("global (sdpa)", None, "sdpa"), ("global (eager)", None, "eager"), (f"local w={window}", window, "sdpa")]
+    return [("global (sdpa)", None, "sdpa"), ("global (eager)", None, "eager"),
+            (f"local w={window}", window, "blocked_local")]
 
 
 # On a GPU the base size trains on batches like the paper's, about 25,000 source and 25,000 target tokens
@@ -179,49 +181,10 @@ def measure_generation(names, size, device, num_beams, new_tokens, repeats, warm
     return {name: 1000 * s / new_tokens for name, s in seconds.items()}
 
 
-def linear_products(x: torch.Tensor, w: torch.Tensor, training: bool) -> dict:
-    """The products of a linear layer y = x W^T, PyTorch's and oneDNN's, as steps to time; when training,
-    also those of its backward pass with an upstream gradient dy."""
-    packed = torch.ops.mkldnn._reorder_linear_weight(w)
-    steps = {"x W^T pytorch": lambda: torch.nn.functional.linear(x, w),
-             "x W^T onednn": lambda: onednn_linear(x, w),
-             "x W^T onednn packed": lambda: onednn_linear(x, packed)}
-    if training:
-        dy = torch.randn(x.shape[0], w.shape[0])
-        steps |= {"dy W pytorch": lambda: dy @ w, "dy W onednn": lambda: onednn_linear(dy, w.t()),
-                  "dy^T x pytorch": lambda: dy.t() @ x, "dy^T x onednn": lambda: onednn_linear(dy.t(), x.t())}
-    return steps
-
-
-def measure_linear_products(size: dict, repeats: int) -> list[dict]:
-    """Microseconds of the float32 products behind `Linear` on a CPU, PyTorch's own (MKL on x86) against
-    oneDNN's, with the weight as it is and packed. Rows: a greedy step (batch 8), a 4-beam step (32) and a
-    training batch (batch x target length), for which the backward products dy W and dy^T x are timed too.
-    The weight stays in cache between repetitions here, unlike in a decoding step."""
-    d, f = size["d_model"], size["ffn"]
-    rows_per_use = {"greedy step": 8, "4-beam step": 32, "training": size["batch"] * size["target"]}
-    table = []
-    for use, rows in rows_per_use.items():
-        for out_features, in_features in [(d, d), (f, d), (d, f), (size["vocab"], d)]:
-            steps = linear_products(torch.randn(rows, in_features), torch.randn(out_features, in_features),
-                                    training=use == "training")
-            seconds = interleaved_median_times(steps, max(repeats, 20), 3, "cpu")
-            table.append({"use": use, "rows": rows, "weight": [out_features, in_features],
-                          "microseconds": {name: 1e6 * s for name, s in seconds.items()}})
-    return table
-
-
 def matmul_ceiling(device: str, dtype: torch.dtype, n: int, repeats: int) -> float:
-    """FLOP/s of a large square matrix multiply: the ceiling the model's matrix multiplies are held against.
-    On a CPU the faster of PyTorch's product and oneDNN's (which `Linear` uses for float32): with PyTorch's
-    alone, ours' float32 training ran above the "ceiling" (MFU 1.16 on a CPU where oneDNN's products were
-    about 2x faster)."""
+    """FLOP/s of a large square matrix multiply: the ceiling the model's matrix multiplies are held against."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    products = {"pytorch": lambda: a @ b}
-    if device == "cpu" and torch.backends.mkldnn.is_available():
-        products["onednn"] = lambda: onednn_linear(a, b)
-    seconds = interleaved_median_times(products, repeats, 2, device)
-    return 2 * n**3 / min(seconds.values())
+    return 2 * n**3 / median_time(lambda: a @ b, repeats, 2, device)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -300,7 +263,88 @@ def plot_sweep(sweep: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
+KERNEL_VARIANTS = ["ours+dropout", "ours+loss", "ours+attention"]  # each CPU kernel alone
+REFERENCES = ("marian", "bart")
+
+
+def training_models(device: str) -> list[str]:
+    """On a CPU: ours, ours with all CPU kernels and with each alone, Marian, BART; on a GPU the kernels are
+    not measured (they are for CPUs)."""
+    return ["ours", *(["ours+kernels", *KERNEL_VARIANTS] if device == "cpu" else []), *REFERENCES]
+
+
+def ratios_for(table: dict) -> dict:
+    """ours and ours+kernels against each reference, each kernel against ours; > 1: the first is better."""
+    pairs = [(ours, reference) for ours in ("ours", "ours+kernels") for reference in REFERENCES]
+    pairs += [(variant, "ours") for variant in ["ours+kernels", *KERNEL_VARIANTS]]
+    ratios = {}
+    for first, second in pairs:
+        for key, value in table.get(first, {}).items():
+            if key in table[second] and key != "parameters" and not key.startswith("mfu"):
+                lower_is_better = "ms_per_token" in key or "bytes" in key
+                numerator, denominator = (table[second][key], value) if lower_is_better else (value, table[second][key])
+                ratios[f"{key}: {first} vs {second}"] = numerator / denominator if denominator else None
+    for name in ("ours", "ours+kernels", "marian"):
+        if "train_tokens_per_second_bf16" in table.get(name, {}):
+            ratios[f"{name} bf16 vs {name} float32"] = (table[name]["train_tokens_per_second_bf16"]
+                                                        / table[name]["train_tokens_per_second_float32"])
+    return ratios
+
+
+BEGIN = "<!-- benchmark: generated by examples/benchmark/benchmark.py from its results JSON -->"
+END = "<!-- benchmark: end -->"
+ROWS = [("train_tokens_per_second_float32", "training tokens/s, float32", "{:,.0f}"),
+        ("train_tokens_per_second_bf16", "training tokens/s, bf16 autocast", "{:,.0f}"),
+        ("greedy_ms_per_token", "greedy generation, ms per token (batch 8)", "{:.2f}"),
+        ("beam4_ms_per_token", "beam 4, ms per token (batch 8)", "{:.2f}"),
+        ("train_peak_bytes_float32", "peak training memory, float32 (MiB)", "{:.0f}")]
+
+
+def report(results: dict, json_path: str) -> str:
+    """The generated section of the performance file: what ran, and a table per size."""
+    lines = [BEGIN, "", f"`{results['command']}` at commit `{results['commit']}`, {results['device']}, "
+             f"{results['threads']} threads, PyTorch {results['torch']}; wall {results['wall_seconds'] / 60:.1f} min; "
+             f"raw numbers in `{json_path}`. Medians of {results['repeats']} timings; the models take turns within "
+             "each round. Ratios > 1: the first named is better (faster, or less memory).", ""]
+    for size_name, size in results["sizes"].items():
+        d = size["dimensions"]
+        models = size["models"]
+        names = [name for name in ("ours", "ours+kernels", *REFERENCES) if name in models]
+        lines += [f"**{size_name}** (d_model {d['d_model']}, {d['heads']} heads, FFN {d['ffn']}, {d['layers']} + "
+                  f"{d['layers']} layers, vocabulary {d['vocab']:,}, batch {d['batch']} x ({d['source']} + "
+                  f"{d['target']}) tokens):", "",
+                  "| measure | " + " | ".join(names) + " | ours / Marian | ours+kernels / Marian |",
+                  "|---|" + "---|" * (len(names) + 2)]
+        ratios = size["ratios (>1: ours better)"]
+        for key, label, form in ROWS:
+            cells = []
+            for name in names:
+                value = models[name].get(key)
+                value = value / 2**20 if value is not None and "bytes" in key else value
+                cells.append(form.format(value) if value is not None else "")
+            versus = [ratios.get(f"{key}: {name} vs marian") for name in ("ours", "ours+kernels")]
+            lines.append(f"| {label} | " + " | ".join(cells) + " | "
+                         + " | ".join(f"{r:.2f}x" if r else "" for r in versus) + " |")
+        kernel_rows = [(variant, ratios.get(f"{key}: {variant} vs ours")) for variant in KERNEL_VARIANTS
+                       for key in ("train_tokens_per_second_float32", "train_tokens_per_second_bf16")]
+        if any(r for _, r in kernel_rows):
+            lines += ["", "Each CPU kernel alone, training tokens/s against ours without kernels (float32 / bf16): "
+                      + "; ".join(f"{variant.removeprefix('ours+')} "
+                                  f"{ratios[f'train_tokens_per_second_float32: {variant} vs ours']:.2f}x / "
+                                  f"{ratios[f'train_tokens_per_second_bf16: {variant} vs ours']:.2f}x"
+                                  for variant in KERNEL_VARIANTS) + "."]
+        lines.append("")
+    if results.get("sweep_ratios_at_longest"):
+        lines.append("Encoder sweep (float32, forward + backward) at the longest length, against local attention in "
+                     "blocks: " + "; ".join(
+                         f"{label} takes {r['speed']:.2f}x its time and {r['memory']:.2f}x its peak memory at "
+                         f"{r['length']} tokens" for label, r in results["sweep_ratios_at_longest"].items()) + ".")
+        lines.append("")
+    return "\n".join(lines + [END])
+
+
 def main(argv=None) -> int:
+    started = time.time()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (CI)")
     parser.add_argument("--size", choices=["small", "base"], default=None,
@@ -315,6 +359,7 @@ def main(argv=None) -> int:
     parser.add_argument("--default-allocator", action="store_true",
                         help="time with glibc's default malloc settings (see keep_freed_memory)")
     parser.add_argument("--output", default="outputs/benchmark.json")
+    parser.add_argument("--report", help="a markdown file (performance.md) whose generated section is rewritten")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -326,8 +371,9 @@ def main(argv=None) -> int:
     repeats, warmup, new_tokens = (1, 1, 4) if args.quick else (args.repeats, 2, args.new_tokens)
     lengths = [int(n) for n in ("64" if args.quick else args.lengths).split(",")]
     window = 4 if args.quick else args.window
-    results = {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
-               "threads": torch.get_num_threads(), "torch": torch.__version__,
+    results = {"device": torch.cuda.get_device_name() if device == "cuda" else cpu_name(),
+               "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": git_commit(),
+               "repeats": repeats,
                "allocator": "glibc malloc, freed memory kept (keep_freed_memory)" if kept else "default",
                "sizes": {}, "sweep": []}
     ceiling_n = 256 if args.quick else 8192 if device == "cuda" else 2048  # a GPU needs a large product to fill
@@ -338,21 +384,10 @@ def main(argv=None) -> int:
     ceilings = results["matmul_ceiling_flops"]
     print(f"device {results['device']}; matmul ceiling float32 {ceilings['float32'] / 1e9:.0f}, "
           f"bfloat16 {ceilings['bfloat16'] / 1e9:.0f} GFLOP/s; allocator: {results['allocator']}")
-    if device == "cpu" and torch.backends.mkldnn.is_available():
-        results["linear_products"] = measure_linear_products(SIZES["quick" if args.quick else "small"], repeats)
-        for row in results["linear_products"]:  # microseconds, and pytorch / onednn (>1: oneDNN faster)
-            us = row["microseconds"]
-            pieces = [f"{product} pytorch {us[f'{product} pytorch']:.0f}, onednn {us[f'{product} onednn']:.0f} "
-                      f"({us[f'{product} pytorch'] / us[f'{product} onednn']:.2f}x)"
-                      for product in ("x W^T", "dy W", "dy^T x") if f"{product} pytorch" in us]
-            pieces[0] += f", packed {us['x W^T onednn packed']:.0f} ({us['x W^T pytorch'] / us['x W^T onednn packed']:.2f}x)"
-            print(f"products, {row['use']} ({row['rows']} rows), weight {row['weight'][0]} x {row['weight'][1]}: "
-                  + "; ".join(pieces) + " us")
 
     for size_name, size in sizes_to_measure(device, args.quick, args.size).items():
-        models = ["ours", "ours-eager", "marian", "bart"]
+        models = training_models(device)
         table = {name: {} for name in models}
-        compiled_ratios = {}
         for precision, bf16 in [("float32", False), ("bf16", True)]:
             if device == "cuda" and size_name == "base" and not bf16:
                 continue
@@ -366,32 +401,18 @@ def main(argv=None) -> int:
                                              "bf16": bf16, "repeats": repeats, "warmup": warmup,
                                              "keep_freed_memory": kept})
                 table["ours"][f"train_tokens_per_second_{precision}_compiled"] = compiled["ours (compiled)"]
-                compiled_ratios[precision] = compiled["ours (compiled)"] / compiled["ours"]
-        table["ours-unpacked"] = {}  # ours, generating without packed weights (see `Linear`)
         for key, num_beams in [("greedy_ms_per_token", 1), ("beam4_ms_per_token", 4)]:
-            for name, ms in measure_generation([*models, "ours-unpacked"], size, device, num_beams, new_tokens,
+            for name, ms in measure_generation(["ours", *REFERENCES], size, device, num_beams, new_tokens,
                                                repeats, warmup).items():
                 table[name][key] = ms
-        print(f"[{size_name}] ours-unpacked: " + ", ".join(f"{k} {v:.4g}" for k, v in table["ours-unpacked"].items()))
-        for name in models:
+        for name in ["ours", *(["ours+kernels"] if device == "cpu" else []), *REFERENCES]:
             memory = in_fresh_process({"kind": "training", "model": name, "size": size, "device": device,
                                        "bf16": False, "repeats": 2})
             table[name]["train_peak_bytes_float32"] = memory["peak_bytes"]
             table[name]["parameters"] = sum(p.numel() for p in build(name, size).parameters() if p.requires_grad)
+        for name in models:
             print(f"[{size_name}] {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in table[name].items()))
-        ratios = {}
-        for reference in ("ours-eager", "ours-unpacked", "marian", "bart"):
-            for key, value in table["ours"].items():
-                if key in table[reference] and key != "parameters" and not key.startswith("mfu"):
-                    lower_is_better = "ms_per_token" in key or "bytes" in key
-                    numerator, denominator = (table[reference][key], value) if lower_is_better else (
-                        value, table[reference][key])
-                    ratios[f"{key} vs {reference}"] = numerator / denominator if denominator else None
-        if "train_tokens_per_second_bf16" in table["ours"] and "train_tokens_per_second_float32" in table["ours"]:
-            ratios["ours bf16 vs ours float32"] = (table["ours"]["train_tokens_per_second_bf16"]
-                                                   / table["ours"]["train_tokens_per_second_float32"])
-        for precision, ratio in compiled_ratios.items():  # both measured in the same fresh process
-            ratios[f"ours compiled vs ours, {precision}"] = ratio
+        ratios = ratios_for(table)
         results["sizes"][size_name] = {"dimensions": size, "models": table, "ratios (>1: ours better)": ratios}
         for key, value in ratios.items():
             print(f"[{size_name}] {key}: " + (f"{value:.2f}x" if value is not None else "n/a (too small to measure)"))
@@ -418,10 +439,15 @@ def main(argv=None) -> int:
 
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    results["command"] = " ".join(["examples/benchmark.py", *(argv if argv is not None else sys.argv[1:])])
+    results["command"] = " ".join(["examples/benchmark/benchmark.py", *(argv if argv is not None else sys.argv[1:])])
+    results["wall_seconds"] = time.time() - started
     output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     plot_sweep(results["sweep"], output.with_suffix(".png"))
     print(f"wrote {output} and {output.with_suffix('.png')}")
+    if args.report:
+        replace_section(Path(args.report), BEGIN, END, report(results, args.output), new_file="# Performance\n",
+                        heading="## Training and generation in transformers\n\n")
+        print(f"wrote the benchmark section of {args.report}")
     return 0
 
 

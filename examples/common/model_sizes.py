@@ -6,7 +6,7 @@ import torch
 from transformers import BartConfig, BartForConditionalGeneration, MarianConfig, MarianMTModel
 
 from vanilla_transformer.configuration import VanillaTransformerConfig
-from vanilla_transformer.modeling import VanillaTransformerForConditionalGeneration
+from vanilla_transformer.modeling import VanillaTransformerForConditionalGeneration, enable_cpu_kernels
 
 SIZES = {
     "small": dict(vocab=8000, d_model=256, heads=4, ffn=1024, layers=3, batch=32, source=32, target=32),
@@ -20,11 +20,12 @@ def build(name: str, size: dict, max_positions: int = 512) -> torch.nn.Module:
     common = dict(vocab_size=size["vocab"], d_model=size["d_model"], encoder_layers=size["layers"],
                   decoder_layers=size["layers"], max_position_embeddings=max_positions, pad_token_id=0,
                   bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, dropout=0.1, attention_dropout=0.0)
-    if name.startswith("ours"):  # "ours" uses SDPA (the default), "ours-eager" our written-out attention
-        config = VanillaTransformerConfig(**common, num_attention_heads=size["heads"], ffn_dim=size["ffn"],
-                                          attn_implementation="eager" if name == "ours-eager" else "sdpa")
+    if name.startswith("ours"):  # "ours", "ours+kernels" (enable_cpu_kernels), "ours+dropout" (one kernel), ...
+        config = VanillaTransformerConfig(**common, num_attention_heads=size["heads"], ffn_dim=size["ffn"])
         model = VanillaTransformerForConditionalGeneration(config)
-        model.pack_weights_in_generate = name != "ours-unpacked"  # measured in generation only
+        kernels = name.partition("+")[2]
+        if kernels:
+            enable_cpu_kernels(model, **({} if kernels == "kernels" else {"kernels": (kernels,)}))
         return model
     per_stack = dict(encoder_attention_heads=size["heads"], decoder_attention_heads=size["heads"],
                      encoder_ffn_dim=size["ffn"], decoder_ffn_dim=size["ffn"], activation_function="relu",

@@ -69,8 +69,11 @@ def write_results(output_dir: Path, task: Task, model, arguments, accelerator, p
     data_args, model_args, options = arguments
     results = {
         "task": task.name,
+        "kind": task.kind,
         "baseline": model_args.baseline,
         "data": data,
+        "hub_dataset": task.hub_dataset,
+        "languages": [task.source, task.target] if task.kind == "translation" else None,
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv[0] else None,
         "hardware": hardware(accelerator),
         "wall_seconds": time.time() - started,

@@ -13,23 +13,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file
 
 from common.arguments import counted
-from common.checkpointing import checkpoints
+from common.checkpointing import checkpoints, load_averaged_weights
 from common.tasks import get_task
 from comparison.baselines import METADATA, Wrapper, load_model
-
-
-def average_state_dicts(paths: list[Path]) -> dict:
-    """The element-wise mean of the tensors of several safetensors files (in float32, cast back)."""
-    first = load_file(paths[0])
-    total = {name: tensor.float() for name, tensor in first.items()}
-    for path in paths[1:]:
-        for name, tensor in load_file(path).items():
-            total[name] += tensor.float()
-    return {name: (tensor / len(paths)).to(first[name].dtype) for name, tensor in total.items()}
 
 
 def main(argv=None) -> int:
@@ -51,18 +39,12 @@ def main(argv=None) -> int:
 
         args.task = json.loads((run / "results.json").read_text(encoding="utf-8"))["task"]
     model = load_model(run / "model", get_task(args.task))
-    averaged = average_state_dicts([checkpoint / "model.safetensors" for checkpoint in kept])
-    target = model
-    if isinstance(model, Wrapper):  # a baseline: the wrapped transformers model holds the weights, which
-        target = model.model  # its checkpoints name "model.<name>" (the wrapper's attribute)
-        averaged = {name.removeprefix("model."): tensor for name, tensor in averaged.items()}
-    missing, unexpected = target.load_state_dict(averaged, strict=False)
-    untied = set(missing) - set(getattr(target, "all_tied_weights_keys", {}) or {})
-    if untied or unexpected:
-        print(f"error: the checkpoints do not match the model: missing {sorted(untied)}, unexpected "
-              f"{sorted(unexpected)}", file=sys.stderr)
+    target, prefix = (model.model, "model.") if isinstance(model, Wrapper) else (model, "")
+    try:  # a baseline's checkpoints name the wrapped model's weights "model.<name>" (the wrapper's attribute)
+        load_averaged_weights(target, kept, prefix)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
-    target.tie_weights()
     output = Path(args.output)
     model.save_pretrained(output)
     for item in (run / "model").iterdir():  # the tokenizer and anything else the model folder holds

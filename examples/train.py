@@ -36,13 +36,13 @@ from transformers import get_inverse_sqrt_schedule
 from common.arguments import DataArguments, option, parse
 from common.batching import collate, count_items, count_tokens, length_grouped_batches, make_collator
 from common.batching import tokenize_records, validation_loss
-from common.checkpointing import Progress, checkpoints, save_checkpoint, save_model_folder
+from common.checkpointing import Progress, checkpoints, load_averaged_weights, save_checkpoint, save_model_folder
 from common.data import DataError, encode_labels, infer_labels, load_records
 from common.evaluation import evaluate_records
 from common.models import apply_overrides, build_model, build_optimizer
 from common.peak_memory import peak_memory_since, start_peak_memory
 from common.run_info import git_commit, write_results
-from comparison.baselines import BaselineSizeError, build_baseline, from_hub, is_hub_id, load_model
+from comparison.baselines import BaselineSizeError, Wrapper, build_baseline, from_hub, is_hub_id, load_model
 from vanilla_transformer.configuration import VanillaTransformerConfig
 from vanilla_transformer.modeling import VanillaTransformerPreTrainedModel, enable_cpu_kernels
 from vanilla_transformer.modeling.model_card_vanilla_transformer import folder_card
@@ -87,7 +87,10 @@ class TrainingOptions:
     seed: int = option("random seed", default=0)
     save_every: int = option("checkpoint every N steps (and at the end)", default=500, minimum=1,
                              aliases=["--save_steps"])
-    keep_checkpoints: int = option("checkpoints kept", default=2, minimum=1, aliases=["--save_total_limit"])
+    keep_checkpoints: int = option("checkpoints kept (at least --average_last)", default=2, minimum=1,
+                                   aliases=["--save_total_limit"])
+    average_last: int | None = option("score and save the average of the last N checkpoints (the paper's Section "
+                                      "6.1) instead of the best validated one", minimum=1)
     eval_every: int = option("validation every N steps (0: only at the end)", default=500, minimum=0,
                              aliases=["--eval_steps"])
     log_every: int = option("log the training loss every N steps", default=50, minimum=1,
@@ -121,6 +124,7 @@ def parse_args(argv=None):
                 setattr(arguments, name, value)
     if training.max_steps is None and training.num_train_epochs is None:
         parser.error("give --num_train_epochs or --max_steps")
+    training.keep_checkpoints = max(training.keep_checkpoints, training.average_last or 0)
     try:
         apply_overrides(VanillaTransformerConfig(), model.config_overrides)  # a bad override fails here, at once
     except (ValueError, TypeError) as error:
@@ -361,7 +365,15 @@ def finish(task, source, arguments, tokenizer, accelerator, progress, started, m
     if (output_dir / "model").exists():
         shutil.rmtree(output_dir / "model")
     shutil.copytree(output_dir / "best", output_dir / "model")
-    model = load_model(output_dir / "model", task).to(accelerator.device)
+    model = load_model(output_dir / "model", task)
+    if options.average_last:
+        kept = checkpoints(output_dir)[-options.average_last:]
+        target, prefix = (model.model, "model.") if isinstance(model, Wrapper) else (model, "")
+        load_averaged_weights(target, kept, prefix)
+        save_model_folder(model, tokenizer, output_dir / "model")
+        measurements["checkpoint"] = (f"the average of the last {len(kept)} checkpoints "
+                                      f"({', '.join(folder.name for folder in kept)})")
+    model = model.to(accelerator.device)
     splits = options.eval_splits or [task.validation_split] + ([task.test_split] if data_args.test_file else [])
     evaluation = {}
     for split in splits:

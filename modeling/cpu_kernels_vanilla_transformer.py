@@ -4,13 +4,11 @@
     enable_cpu_kernels(model)   # before training on a CPU; examples/train.py does this there
 
 What it switches on, each measured by examples/benchmark/benchmark.py (ours with and without them, against
-MarianMTModel, in one run):
+MarianMTModel, in one run). Kept are the speed-ups that made a training step 1.1x faster or more; a
+label-smoothed loss writing its gradient in place did not, and was removed (performance.md):
 
 - `CPUDropout` for every `nn.Dropout`: one 64-bit random draw decides four elements (read as four 16-bit
   numbers) where `nn.Dropout` draws one random number per element, the part of dropout that costs on a CPU.
-- `label_smoothed_cross_entropy_in_place` as the seq2seq model's `loss_function`: the same loss as
-  `nn.functional.cross_entropy(..., label_smoothing=eps)`, whose backward pass writes the gradient into the
-  saved log-probabilities instead of allocating several (N, vocabulary) buffers.
 - The "cpu_written_out" attention implementation: the written-out (eager) attention, whose matrix products
   run on the CPU's bfloat16 units, for bfloat16 on a CPU up to `WRITTEN_OUT_MAX_KEYS` keys; SDPA elsewhere.
   Switched on only where the model uses SDPA.
@@ -26,7 +24,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from .modeling_vanilla_transformer import VanillaTransformerForConditionalGeneration, eager_attention_forward
+from .modeling_vanilla_transformer import eager_attention_forward
 
 CPU_WRITTEN_OUT = "cpu_written_out"
 WRITTEN_OUT_MAX_KEYS = 512  # beyond this the written-out L x L weights cost more than the bfloat16 units save
@@ -52,52 +50,6 @@ class CPUDropout(nn.Dropout):
         return x * (kept.to(x.dtype) * (2**16 / (2**16 - dropped_values)))
 
 
-class LabelSmoothedCrossEntropy(torch.autograd.Function):
-    """Sum over labelled positions of (1 - eps) * -log p(label) + eps * mean over the vocabulary of -log p(v).
-
-    Its gradient with respect to the logits is softmax - target, target being (1 - eps) on the label plus
-    eps / V everywhere. The backward pass writes it into the saved log-probabilities in place, so the loss
-    allocates one (N, V) float32 buffer in all, where `nn.functional.cross_entropy` allocates four (the
-    log-probabilities, the gradient of the label term, the sum of both terms' gradients, the gradient of the
-    log-softmax).
-    """
-
-    @staticmethod
-    def forward(ctx, logits, labels, label_smoothing: float):  # (N, V), (N,)
-        log_probs = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
-        labelled = labels != -100
-        labels = labels.masked_fill(~labelled, 0)
-        label_nll = -log_probs.gather(1, labels[:, None]).squeeze(1)
-        mean_nll = -log_probs.mean(dim=-1)
-        per_position = (1 - label_smoothing) * label_nll + label_smoothing * mean_nll
-        ctx.save_for_backward(log_probs, labels, labelled)
-        ctx.label_smoothing, ctx.logits_dtype = label_smoothing, logits.dtype
-        return (per_position * labelled).sum()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_total):
-        log_probs, labels, labelled = ctx.saved_tensors
-        eps = ctx.label_smoothing
-        grad = log_probs.exp_()  # softmax; the log-probabilities are not needed again (a second backward fails)
-        grad.sub_(eps / grad.shape[-1])
-        grad.scatter_add_(1, labels[:, None], grad.new_full((grad.shape[0], 1), -(1 - eps)))
-        grad.mul_((labelled * grad_total)[:, None])  # zero at ignored positions
-        return grad.to(ctx.logits_dtype), None, None
-
-
-def label_smoothed_cross_entropy_in_place(logits, labels, label_smoothing: float, num_items_in_batch=None,
-                                          **kwargs) -> torch.Tensor:
-    """`modeling_vanilla_transformer.label_smoothed_cross_entropy`, through `LabelSmoothedCrossEntropy`."""
-    labels = labels.to(logits.device).reshape(-1)
-    total = LabelSmoothedCrossEntropy.apply(logits.reshape(-1, logits.shape[-1]), labels, label_smoothing)
-    if num_items_in_batch is None:
-        num_items_in_batch = (labels != -100).sum()
-    if torch.is_tensor(num_items_in_batch):
-        num_items_in_batch = num_items_in_batch.to(total.device)
-    return total / num_items_in_batch
-
-
 def cpu_written_out_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
     """The "cpu_written_out" attention implementation: written out for bfloat16 on a CPU up to
     `WRITTEN_OUT_MAX_KEYS` keys, SDPA otherwise. Both are exact attention."""
@@ -110,7 +62,7 @@ AttentionInterface.register(CPU_WRITTEN_OUT, cpu_written_out_attention_forward)
 AttentionMaskInterface.register(CPU_WRITTEN_OUT, sdpa_mask)  # both paths read SDPA's masks
 
 
-KERNELS = ("dropout", "loss", "attention")
+KERNELS = ("dropout", "attention")
 
 
 def enable_cpu_kernels(model: nn.Module, kernels=KERNELS) -> nn.Module:
@@ -122,11 +74,9 @@ def enable_cpu_kernels(model: nn.Module, kernels=KERNELS) -> nn.Module:
         for name, module in list(model.named_modules()):
             if type(module) is nn.Dropout:
                 model.set_submodule(name, CPUDropout(module.p, module.inplace))
-    if "loss" in kernels and isinstance(model, VanillaTransformerForConditionalGeneration):
-        model.loss_function = label_smoothed_cross_entropy_in_place
     if "attention" in kernels and getattr(model.config, "_attn_implementation", None) == "sdpa":
         model.set_attn_implementation(CPU_WRITTEN_OUT)
     return model
 
 
-__all__ = ["CPUDropout", "enable_cpu_kernels", "label_smoothed_cross_entropy_in_place"]
+__all__ = ["CPUDropout", "enable_cpu_kernels"]

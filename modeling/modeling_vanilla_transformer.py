@@ -37,6 +37,11 @@ from .hub_vanilla_transformer import export_hub_code, push_folder_to_hub
 logger = logging.get_logger(__name__)
 
 
+# ---------------------------------------------------------------------------------------------------
+# Inputs: the decoder's teacher-forced input, and checks that name what does not fit
+# ---------------------------------------------------------------------------------------------------
+
+
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
     """Decoder input = target shifted right by one, starting with the start token ("teacher forcing")."""
     shifted = labels.new_full(labels.shape, decoder_start_token_id)
@@ -345,53 +350,6 @@ class VanillaTransformerDecoderLayer(GradientCheckpointingLayer):
         return hidden_states, self_attn_weights, cross_attn_weights
 
 
-class VanillaTransformerPreTrainedModel(PreTrainedModel):
-    config_class = VanillaTransformerConfig
-    base_model_prefix = "model"
-    main_input_name = "input_ids"
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-    _supports_attention_backend = True
-    _can_compile_fullgraph = False
-    _no_split_modules = ["VanillaTransformerEncoderLayer", "VanillaTransformerDecoderLayer"]
-
-    @torch.no_grad()
-    def _init_weights(self, module):
-        """Xavier-uniform projections with zero biases; embeddings N(0, d_model^-0.5), so that after the
-        sqrt(d_model) scaling of Section 3.4 they have unit variance. (The paper does not state an
-        initialisation; this is fairseq's.)"""
-        if isinstance(module, nn.Linear):
-            init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            init.normal_(module.weight, mean=0.0, std=self.config.d_model**-0.5)
-            if module.padding_idx is not None:
-                init.zeros_(module.weight[module.padding_idx])
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, SinusoidalPositionalEncoding):
-            init.copy_(module.table, sinusoidal_table(*module.table.shape))
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """Also writes the code files and the full `auto_map`, so the folder is a complete Hub repository."""
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True):
-            export_hub_code(save_directory, model=self)
-
-    def push_to_hub(self, repo_id: str, *, tokenizer=None, commit_message: str | None = None,
-                    private: bool | None = None, token: bool | str | None = None, revision: str | None = None,
-                    create_pr: bool = False, **save_kwargs) -> str:
-        """Upload the complete folder (weights, config, code, model card, and the tokenizer if given).
-
-        transformers' own `push_to_hub` replaces the model card with a template and uploads only the code
-        of classes registered for auto classes; this uploads exactly what `save_pretrained` writes.
-        """
-        return push_folder_to_hub(self, repo_id, tokenizer=tokenizer, commit_message=commit_message,
-                                  private=private, token=token, revision=revision, create_pr=create_pr, **save_kwargs)
-
-
 # ---------------------------------------------------------------------------------------------------
 # The stacks
 # ---------------------------------------------------------------------------------------------------
@@ -558,6 +516,53 @@ class VanillaTransformerDecoder(TransformerStack):
 # ---------------------------------------------------------------------------------------------------
 # The model and its heads
 # ---------------------------------------------------------------------------------------------------
+
+
+class VanillaTransformerPreTrainedModel(PreTrainedModel):
+    config_class = VanillaTransformerConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = False
+    _no_split_modules = ["VanillaTransformerEncoderLayer", "VanillaTransformerDecoderLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        """Xavier-uniform projections with zero biases; embeddings N(0, d_model^-0.5), so that after the
+        sqrt(d_model) scaling of Section 3.4 they have unit variance. (The paper does not state an
+        initialisation; this is fairseq's.)"""
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=self.config.d_model**-0.5)
+            if module.padding_idx is not None:
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, SinusoidalPositionalEncoding):
+            init.copy_(module.table, sinusoidal_table(*module.table.shape))
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Also writes the code files and the full `auto_map`, so the folder is a complete Hub repository."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            export_hub_code(save_directory, model=self)
+
+    def push_to_hub(self, repo_id: str, *, tokenizer=None, commit_message: str | None = None,
+                    private: bool | None = None, token: bool | str | None = None, revision: str | None = None,
+                    create_pr: bool = False, **save_kwargs) -> str:
+        """Upload the complete folder (weights, config, code, model card, and the tokenizer if given).
+
+        transformers' own `push_to_hub` replaces the model card with a template and uploads only the code
+        of classes registered for auto classes; this uploads exactly what `save_pretrained` writes.
+        """
+        return push_folder_to_hub(self, repo_id, tokenizer=tokenizer, commit_message=commit_message,
+                                  private=private, token=token, revision=revision, create_pr=create_pr, **save_kwargs)
 
 
 class VanillaTransformerModel(VanillaTransformerPreTrainedModel):

@@ -31,7 +31,12 @@ def test_bleu_and_chrf_equal_sacrebleu():
     assert result["bleu"] == bleu.corpus_score(predictions, [references]).score
     assert result["chrf"] == chrf.corpus_score(predictions, [references]).score
     assert result["bleu_signature"] == str(bleu.get_signature())
-    for name in ("bleu", "chrf"):
+    cased = [p.capitalize() if i % 2 else p for i, p in enumerate(predictions)]  # case differences only
+    cased_result = load_metric("translation").compute(predictions=cased, references=[[r] for r in references])
+    assert cased_result["bleu_lowercase"] == BLEU(lowercase=True).corpus_score(cased, [references]).score
+    assert cased_result["bleu_lowercase"] == result["bleu_lowercase"] > cased_result["bleu"]
+    assert "case:lc" in cased_result["bleu_lowercase_signature"]
+    for name in ("bleu", "chrf", "bleu_lowercase"):
         low, high = result[f"{name}_ci95"]
         assert low < result[name] < high
 

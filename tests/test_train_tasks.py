@@ -313,3 +313,24 @@ def test_an_unreachable_hub_dataset_is_a_data_error_saying_what_to_give_instead(
     with pytest.raises(DataError, match=r"stanfordnlp/sst2: cannot load split 'train' from the Hub .*offline, give "
                                         r"--dataset_name a local folder"):
         load_records(get_task("sst2"), DataSource("stanfordnlp/sst2"), "train")
+
+
+def test_average_last_saves_and_scores_the_mean_of_the_last_checkpoints(tmp_path):
+    from safetensors.torch import load_file
+
+    data = DATASETS["multi30k-en-de"](tmp_path / "data")
+    output = tmp_path / "run"
+    assert train.main(train_arguments("multi30k-en-de", data, output, "--max_steps", "4", "--save_every", "1",
+                                      "--keep_checkpoints", "1", "--average_last", "3")) == 0
+    kept = train.checkpoints(output)
+    assert [p.name for p in kept] == ["step-2", "step-3", "step-4"]  # --average_last keeps what it averages
+    saved = [load_file(folder / "model.safetensors") for folder in kept]
+    model = AutoModelForSeq2SeqLM.from_pretrained(output / "model")
+    name = "model.encoder.layers.0.fc1.weight" if "model.encoder.layers.0.fc1.weight" in saved[0] else next(
+        n for n in saved[0] if n.endswith("fc1.weight"))
+    mean = sum(state[name].float() for state in saved) / 3
+    torch.testing.assert_close(model.state_dict()[name].float(), mean)
+    assert not torch.equal(saved[0][name], saved[-1][name])  # the steps did change the weights
+    results = json.loads((output / "results.json").read_text())
+    assert results["checkpoint"] == "the average of the last 3 checkpoints (step-2, step-3, step-4)"
+    assert "the average of the last 3 checkpoints" in (output / "model" / "README.md").read_text()

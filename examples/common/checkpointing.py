@@ -9,6 +9,9 @@ import os
 import shutil
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file
+
 
 class Progress:
     """Where training stands; saved in every checkpoint next to model, optimizer, scheduler and RNG states.
@@ -63,3 +66,27 @@ def save_model_folder(model, tokenizer, folder: Path) -> None:
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(partial, folder)
+
+
+def average_state_dicts(paths: list[Path]) -> dict:
+    """The element-wise mean of the tensors of several safetensors files (in float32, cast back)."""
+    first = load_file(paths[0])
+    total = {name: tensor.float() for name, tensor in first.items()}
+    for path in paths[1:]:
+        for name, tensor in load_file(path).items():
+            total[name] += tensor.float()
+    return {name: (tensor / len(paths)).to(first[name].dtype) for name, tensor in total.items()}
+
+
+def load_averaged_weights(target: torch.nn.Module, checkpoint_folders: list[Path], prefix: str = "") -> None:
+    """Load the mean of the checkpoints' model weights into `target`, as the paper does for its results
+    ("a single model obtained by averaging the last 5 checkpoints", Section 6.1). `prefix` is removed from
+    the checkpoints' names (a wrapped baseline's are "model.<name>")."""
+    averaged = average_state_dicts([folder / "model.safetensors" for folder in checkpoint_folders])
+    averaged = {name.removeprefix(prefix): tensor for name, tensor in averaged.items()}
+    missing, unexpected = target.load_state_dict(averaged, strict=False)
+    untied = set(missing) - set(getattr(target, "all_tied_weights_keys", {}) or {})  # tied copies are not saved
+    if untied or unexpected:
+        raise ValueError(f"the checkpoints do not match the model: missing {sorted(untied)}, unexpected "
+                         f"{sorted(unexpected)}")
+    target.tie_weights()

@@ -1,4 +1,5 @@
-"""Corpus BLEU and chrF of sacreBLEU (its defaults: cased, detokenised text, 13a tokenisation inside), with
+"""Corpus BLEU and chrF of sacreBLEU (its defaults: cased, detokenised text, 13a tokenisation inside), and
+BLEU on lower-cased text, with
 their signatures and, on request, 95% percentile bootstrap confidence intervals (sacreBLEU's resampling)."""
 
 import datasets
@@ -12,7 +13,8 @@ Args:
     references: list of lists of references (the same number of references for every prediction).
     n_bootstrap: 0 for none, else the number of bootstrap resamples for the 95% intervals (1000 is usual).
 Returns:
-    bleu, chrf, bleu_signature, chrf_signature; with n_bootstrap, bleu_ci95 and chrf_ci95 as [low, high].
+    bleu, chrf, bleu_lowercase and their signatures (bleu_signature, ...); with n_bootstrap, bleu_ci95,
+    chrf_ci95 and bleu_lowercase_ci95 as [low, high].
 """
 
 
@@ -40,10 +42,11 @@ class BleuChrf(evaluate.Metric):
     def _compute(self, predictions, references, n_bootstrap=0):
         streams = [list(stream) for stream in zip(*references)]  # sacreBLEU wants one list per reference
         results = {}
-        for name, metric_class in (("bleu", BLEU), ("chrf", CHRF)):
-            metric = metric_class()
+        # lower-cased BLEU too: much of the literature on small translation tasks reports it
+        for name, make_metric in (("bleu", BLEU), ("chrf", CHRF), ("bleu_lowercase", lambda: BLEU(lowercase=True))):
+            metric = make_metric()
             results[name] = metric.corpus_score(predictions, streams).score
             results[f"{name}_signature"] = str(metric.get_signature())
             if n_bootstrap:
-                results[f"{name}_ci95"] = percentile_interval(metric_class(), predictions, streams, n_bootstrap)
+                results[f"{name}_ci95"] = percentile_interval(make_metric(), predictions, streams, n_bootstrap)
         return results

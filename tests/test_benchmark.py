@@ -39,6 +39,10 @@ def test_benchmark_quick_mode_writes_every_measurement_and_its_report(tmp_path):
     assert output.with_suffix(".png").stat().st_size > 0
     text = report.read_text()
     assert "kept text" in text and results["device"] in text and "| training tokens/s, bf16 autocast |" in text
+    again = tmp_path / "again.md"  # the section is a function of the JSON alone
+    again.write_text("# Performance\n\nkept text\n")
+    subprocess.run([sys.executable, str(SCRIPT), "--report", str(again), "--report-from", str(output)], check=True)
+    assert again.read_text() == text
 
 
 def test_interleaved_timings_take_turns_and_report_each_steps_own_median(monkeypatch):

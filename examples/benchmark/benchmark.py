@@ -302,7 +302,7 @@ ROWS = [("train_tokens_per_second_float32", "training tokens/s, float32", "{:,.0
 
 def report(results: dict, json_path: str) -> str:
     """The generated section of the performance file: what ran, and a table per size."""
-    lines = [BEGIN, "", f"`{results['command']}` at commit `{results['commit']}`, {results['device']}, "
+    lines = [BEGIN, "", f"`{results['command']}` at commit `{results['commit'][:7]}`, {results['device']}, "
              f"{results['threads']} threads, PyTorch {results['torch']}; wall {results['wall_seconds'] / 60:.1f} min; "
              f"raw numbers in `{json_path}`. Medians of {results['repeats']} timings; the models take turns within "
              "each round. Ratios > 1: the first named is better (faster, or less memory).", ""]
@@ -343,6 +343,11 @@ def report(results: dict, json_path: str) -> str:
     return "\n".join(lines + [END])
 
 
+def write_report(path: Path, results: dict, json_path: str) -> None:
+    replace_section(path, BEGIN, END, report(results, json_path), new_file="# Performance\n",
+                    heading="## Training and generation in transformers\n\n")
+
+
 def main(argv=None) -> int:
     started = time.time()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -360,10 +365,15 @@ def main(argv=None) -> int:
                         help="time with glibc's default malloc settings (see keep_freed_memory)")
     parser.add_argument("--output", default="outputs/benchmark.json")
     parser.add_argument("--report", help="a markdown file (performance.md) whose generated section is rewritten")
+    parser.add_argument("--report-from", metavar="JSON", help="only rewrite --report's section from this results JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
+        return 0
+    if args.report_from:
+        results = json.loads(Path(args.report_from).read_text(encoding="utf-8"))
+        write_report(Path(args.report), results, args.report_from)
         return 0
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -445,8 +455,7 @@ def main(argv=None) -> int:
     plot_sweep(results["sweep"], output.with_suffix(".png"))
     print(f"wrote {output} and {output.with_suffix('.png')}")
     if args.report:
-        replace_section(Path(args.report), BEGIN, END, report(results, args.output), new_file="# Performance\n",
-                        heading="## Training and generation in transformers\n\n")
+        write_report(Path(args.report), results, args.output)
         print(f"wrote the benchmark section of {args.report}")
     return 0
 

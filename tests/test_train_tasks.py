@@ -334,3 +334,15 @@ def test_average_last_saves_and_scores_the_mean_of_the_last_checkpoints(tmp_path
     results = json.loads((output / "results.json").read_text())
     assert results["checkpoint"] == "the average of the last 3 checkpoints (step-2, step-3, step-4)"
     assert "the average of the last 3 checkpoints" in (output / "model" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("flag, expected", [([], True), (["--no_cpu_kernels"], False)])
+def test_training_on_a_cpu_switches_the_cpu_kernels_on_unless_told_not_to(tmp_path, monkeypatch, flag, expected):
+    enabled = []
+    original = train.enable_cpu_kernels
+    monkeypatch.setattr(train, "enable_cpu_kernels", lambda model: enabled.append(model) or original(model))
+    data = DATASETS["sst2"](tmp_path / "data")
+    assert train.main(train_arguments("sst2", data, tmp_path / "run", "--max_steps", "1", *flag)) == 0
+    assert bool(enabled) == expected
+    if expected:  # what ran was the model with the kernels: its config says so
+        assert enabled[0].config._attn_implementation == "cpu_written_out"

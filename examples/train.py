@@ -386,7 +386,11 @@ def finish(task, source, arguments, tokenizer, accelerator, progress, started, m
         evaluation[split] = scores
         with open(output_dir / f"predictions_{split}.txt", "w", encoding="utf-8") as f:
             f.writelines(f"{p}\n" for p in predictions)
-        logger.info("%s (%d records, best model from step %d): %s", split, len(records), progress.best_step,
+        if task.kind == "translation":  # beside the predictions, for paired significance tests between runs
+            with open(output_dir / f"references_{split}.txt", "w", encoding="utf-8") as f:
+                f.writelines(f"{record['target']}\n" for record in records)
+        logger.info("%s (%d records, %s): %s", split, len(records),
+                    measurements.get("checkpoint", f"best model from step {progress.best_step}"),
                     ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()))
     results = write_results(output_dir, task, model, arguments, accelerator, progress, started, measurements,
                             evaluation, source.describe())

@@ -50,11 +50,25 @@ def test_every_baseline_runs_through_the_harness_and_the_report(task_name, write
     assert text.startswith("# Card\n\nkept text\n")
     table = [line for line in text.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(baselines.ARCHITECTURES)  # header + one row per model
+    if task_name == "multi30k-en-de":  # translations kept beside the results: each model tested against ours
+        split = get_task(task_name).validation_split
+        assert (tmp_path / "results" / task_name / f"references_{split}.txt").exists()
+        assert "p vs ours, BLEU / chrF" in table[0] and "paired bootstrap" in text
     assert (tmp_path / "figures" / f"comparison_{task_name}.png").stat().st_size > 0
 
     # Regenerating replaces the section instead of appending a second one; a finished run is not repeated.
     assert compare.main(argv) == 0
     assert card.read_text(encoding="utf-8").count(comparison_report.BEGIN) == 1
+
+
+def test_paired_bootstrap_finds_a_clear_difference_and_not_a_missing_one():
+    references = [f"the {w} sat on the mat near the door" for w in ("cat", "dog", "cow", "fish", "bird")] * 40
+    ours = list(references)
+    worse = [" ".join(r.split()[:3]) for r in references]  # a third of every sentence
+    equal = list(references)
+    p = comparison_report.paired_bootstrap(ours, {"worse": worse, "equal": equal}, references, n_samples=200)
+    assert p["worse"]["BLEU"] < 0.05 and p["worse"]["chrF"] < 0.05
+    assert p["equal"]["BLEU"] > 0.05 and p["equal"]["chrF"] > 0.05
 
 
 def test_mean_and_standard_deviation_over_seeds():

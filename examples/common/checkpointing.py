@@ -5,12 +5,15 @@ Accelerate's own naming and rotation (`ProjectConfiguration(automatic_checkpoint
 total_limit=N)`) writes straight into the final `checkpoint_N` folder and resumes from the newest folder,
 complete or not, so a kill during a save could leave a run that cannot resume; hence the rename here."""
 
+import logging
 import os
 import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+
+logger = logging.getLogger(__name__)
 
 
 class Progress:
@@ -85,8 +88,9 @@ def load_averaged_weights(target: torch.nn.Module, checkpoint_folders: list[Path
     averaged = average_state_dicts([folder / "model.safetensors" for folder in checkpoint_folders])
     averaged = {name.removeprefix(prefix): tensor for name, tensor in averaged.items()}
     missing, unexpected = target.load_state_dict(averaged, strict=False)
+    if unexpected:
+        raise ValueError(f"the checkpoints do not match the model: unexpected {sorted(unexpected)}")
     untied = set(missing) - set(getattr(target, "all_tied_weights_keys", {}) or {})  # tied copies are not saved
-    if untied or unexpected:
-        raise ValueError(f"the checkpoints do not match the model: missing {sorted(untied)}, unexpected "
-                         f"{sorted(unexpected)}")
+    if untied:  # e.g. BERT's pooler, which a BERT2BERT never uses: it keeps the model folder's values
+        logger.warning("not in the checkpoints, kept as in the model folder: %s", ", ".join(sorted(untied)))
     target.tie_weights()

@@ -78,6 +78,11 @@ def main(argv=None) -> int:
                     continue
                 print(f"[compare] {name}: done in {time.time() - started:.0f} s", flush=True)
             shutil.copy(output / "results.json", results_dir / f"{name}.json")
+            for predictions in output.glob("predictions_*.txt"):  # for the paired tests of report.py
+                split = predictions.stem.removeprefix("predictions_")
+                shutil.copy(predictions, results_dir / f"{name}.predictions_{split}.txt")
+                if (output / f"references_{split}.txt").exists():
+                    shutil.copy(output / f"references_{split}.txt", results_dir / f"references_{split}.txt")
     if args.model_card:
         write_report(Path(args.results_dir), Path(args.model_card), Path(args.figures_dir))
     if failed:

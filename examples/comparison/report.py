@@ -38,12 +38,52 @@ def display_name(model: str, task_name: str) -> str:
 
 
 def load_results(results_dir: Path) -> dict:
-    """{task: {model: [results of each seed]}}"""
+    """{task: {model: [results of each seed]}}; each result knows the file it came from."""
     runs = defaultdict(lambda: defaultdict(list))
     for path in sorted(results_dir.glob("*/*.json")):
         result = json.loads(path.read_text(encoding="utf-8"))
+        result["results_file"] = path
         runs[result["task"]][result.get("baseline", "ours")].append(result)
     return runs
+
+
+def read_lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").split("\n")[:-1]
+
+
+def paired_bootstrap(ours: list[str], others: dict[str, list[str]], references: list[str],
+                     n_samples: int = 1000) -> dict:
+    """{model: {"bleu": p, "chrf": p}}: sacreBLEU's paired bootstrap resampling (Koehn, 2004) of each model's
+    translations against ours on the same sentences; p < 0.05: the difference is significant."""
+    from sacrebleu.metrics import BLEU, CHRF
+    from sacrebleu.significance import PairedTest
+
+    test = PairedTest([("ours", ours), *others.items()], {"bleu": BLEU(), "chrf": CHRF()}, [references],
+                      test_type="bs", n_samples=n_samples)
+    _, scores = test()
+    names = scores["System"]
+    return {names[i]: {metric: scores[metric][i].p_value for metric in ("BLEU", "chrF")} for i in range(1, len(names))}
+
+
+def paired_tests(models: dict) -> tuple[str, dict]:
+    """The split and p-values of every model's seed-0 translations against ours', where the runs' predictions
+    and the references of that split were kept beside their results (compare.py copies them)."""
+    ours = next((r for r in models.get("ours", []) if r["arguments"]["seed"] == 0), None)
+    if ours is None:
+        return "", {}
+    folder, split = ours["results_file"].parent, final_scores(ours)["split"]
+    references = folder / f"references_{split}.txt"
+
+    def predictions(run):
+        path = run["results_file"].with_suffix(f".predictions_{split}.txt")
+        return read_lines(path) if path.exists() else None
+
+    others = {model: predictions(run) for model, runs in models.items() if model != "ours"
+              for run in runs if run["arguments"]["seed"] == 0}
+    others = {model: lines for model, lines in others.items() if lines is not None}
+    if not references.exists() or predictions(ours) is None or not others:
+        return split, {}
+    return split, paired_bootstrap(predictions(ours), others, read_lines(references))
 
 
 def mean_std(values: list[float], digits: int = 1) -> str:
@@ -66,7 +106,9 @@ def task_table(task_name: str, models: dict) -> list[str]:
     metrics = METRICS[task.metric]
     split = final_scores(next(iter(models.values()))[0])["split"]
     latency = "ms per dialogue" if task.name == "samsum" else "ms per record"
+    tested_split, p_values = paired_tests(models) if task.kind == "translation" else ("", {})
     header = (["model", "seeds"] + [f"{m} ({split})" for m in metrics] +
+              (["p vs ours, BLEU / chrF"] if p_values else []) +
               ["parameters", "size knob", "train tokens/s", "train time (s)", f"eval {latency}", "peak train MiB"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model in model_order(models):
@@ -75,12 +117,19 @@ def task_table(task_name: str, models: dict) -> list[str]:
         knob = ", ".join(f"{k}={v}" for k, v in (runs[0].get("size_knob") or {}).items()) or "-"
         row = [display_name(model, task_name), str(len(runs))]
         row += [mean_std([s[m] for s in scores]) for m in metrics]
+        if p_values:
+            p = p_values.get(model)
+            row.append("-" if model == "ours" else "" if p is None else
+                       " / ".join(f"{p[metric]:.3f}{'*' if p[metric] < 0.05 else ''}" for metric in ("BLEU", "chrF")))
         row += [f"{runs[0]['parameters']:,}", knob,
                 mean_std([r["tokens_per_second"] for r in runs], 0),
                 mean_std([r["train_seconds"] for r in runs], 0),
                 mean_std([s["ms_per_record"] for s in scores], 1),
                 mean_std([r["peak_memory_bytes"] / 2**20 for r in runs], 0)]
         lines.append("| " + " | ".join(row) + " |")
+    if p_values:
+        lines += ["", f"p: sacreBLEU's paired bootstrap resampling (1,000 resamples) of the seed-0 translations of "
+                  f"{tested_split} against ours; * marks a significant difference (p < 0.05)."]
     return lines
 
 

@@ -61,8 +61,9 @@ def paired_bootstrap(ours: list[str], others: dict[str, list[str]], references: 
     test = PairedTest([("ours", ours), *others.items()], {"bleu": BLEU(), "chrf": CHRF()}, [references],
                       test_type="bs", n_samples=n_samples)
     _, scores = test()
-    names = scores["System"]
-    return {names[i]: {metric: scores[metric][i].p_value for metric in ("BLEU", "chrF")} for i in range(1, len(names))}
+    names = scores.pop("System")
+    columns = {("BLEU" if key.upper().startswith("BLEU") else "chrF"): results for key, results in scores.items()}
+    return {names[i]: {metric: columns[metric][i].p_value for metric in ("BLEU", "chrF")} for i in range(1, len(names))}
 
 
 def paired_tests(models: dict) -> tuple[str, dict]:

@@ -28,7 +28,8 @@ class VanillaTransformerConfig(PreTrainedConfig):
         scale_embedding: multiply embeddings by sqrt(d_model) (Section 3.4).
         tie_word_embeddings: share the source, target and pre-softmax weights (Section 3.4).
         attention_window: None = global (soft) attention over all positions; an integer w = local attention
-            in self-attention, where a position attends only to positions at distance <= w.
+            in self-attention, where a position attends only to positions at distance <= w (a mask over the
+            full matrix; with attn_implementation="blocked_local" it is computed in blocks, in O(L w)).
         label_smoothing: epsilon_ls of the training loss (the paper trains with 0.1, Section 5.4).
         classifier_pooling: how the sequence-classification head pools the encoder output: "mean" or "max" over
             the real (unpadded) positions, or "first" (the first position).

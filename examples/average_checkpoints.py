@@ -15,9 +15,9 @@ from pathlib import Path
 
 
 from common.arguments import counted
-from common.checkpointing import checkpoints, load_averaged_weights
+from common.checkpointing import checkpoints
 from common.tasks import get_task
-from comparison.baselines import METADATA, Wrapper, load_model
+from comparison.baselines import METADATA, load_checkpoint_average, load_model
 
 
 def main(argv=None) -> int:
@@ -39,9 +39,8 @@ def main(argv=None) -> int:
 
         args.task = json.loads((run / "results.json").read_text(encoding="utf-8"))["task"]
     model = load_model(run / "model", get_task(args.task))
-    target, prefix = (model.model, "model.") if isinstance(model, Wrapper) else (model, "")
-    try:  # a baseline's checkpoints name the wrapped model's weights "model.<name>" (the wrapper's attribute)
-        load_averaged_weights(target, kept, prefix)
+    try:
+        load_checkpoint_average(model, kept)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

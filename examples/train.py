@@ -36,13 +36,14 @@ from transformers import get_inverse_sqrt_schedule
 from common.arguments import DataArguments, option, parse
 from common.batching import collate, count_items, count_tokens, length_grouped_batches, make_collator
 from common.batching import tokenize_records, validation_loss
-from common.checkpointing import Progress, checkpoints, load_averaged_weights, save_checkpoint, save_model_folder
+from common.checkpointing import Progress, checkpoints, save_checkpoint, save_model_folder
 from common.data import DataError, encode_labels, infer_labels, load_records
 from common.evaluation import evaluate_records
 from common.models import apply_overrides, build_model, build_optimizer
 from common.peak_memory import peak_memory_since, start_peak_memory
 from common.run_info import git_commit, write_results
-from comparison.baselines import BaselineSizeError, Wrapper, build_baseline, from_hub, is_hub_id, load_model
+from comparison.baselines import (BaselineSizeError, build_baseline, from_hub, is_hub_id, load_checkpoint_average,
+                                  load_model)
 from vanilla_transformer.configuration import VanillaTransformerConfig
 from vanilla_transformer.modeling import VanillaTransformerPreTrainedModel, enable_cpu_kernels
 from vanilla_transformer.modeling.model_card_vanilla_transformer import folder_card
@@ -368,8 +369,7 @@ def finish(task, source, arguments, tokenizer, accelerator, progress, started, m
     model = load_model(output_dir / "model", task)
     if options.average_last:
         kept = checkpoints(output_dir)[-options.average_last:]
-        target, prefix = (model.model, "model.") if isinstance(model, Wrapper) else (model, "")
-        load_averaged_weights(target, kept, prefix)
+        load_checkpoint_average(model, kept)
         save_model_folder(model, tokenizer, output_dir / "model")
         measurements["checkpoint"] = (f"the average of the last {len(kept)} checkpoints "
                                       f"({', '.join(folder.name for folder in kept)})")

@@ -84,7 +84,7 @@ METRIC_NAMES = {"bleu": "sacreBLEU", "bleu_lowercase": "sacreBLEU, lower-cased",
 
 
 def kind_of(results: dict) -> str:
-    return results.get("kind") or results.get("task_kind") or (
+    return results.get("kind") or (  # older results.json files do not record the kind
         "translation" if "bleu" in first_scores(results) else
         "summarization" if "rouge1" in first_scores(results) else "classification")
 
@@ -124,8 +124,6 @@ def describe_run(results: dict) -> str:
     lines = [f"Task `{results.get('task')}`, trained from scratch on `{results.get('data')}`" +
              (f"; {size}" if size else "") + ".", "",
              f"- Command: `{results.get('command')}`"]
-    if results.get("extra_steps"):
-        lines += [f"- Then: `{step}`" for step in results["extra_steps"]]
     lines += [f"- Commit `{str(results.get('commit', 'unknown'))[:7]}`; {where}"
               f"{', ' + str(hardware.get('cpu_threads')) + ' threads' if hardware.get('cpu_threads') else ''}"
               f"{', ' + hardware['mixed_precision'] if hardware.get('mixed_precision') else ''}; wall time "
@@ -151,8 +149,7 @@ def eval_results(results: dict) -> list[EvalResult]:
 
 
 def render(*, title: str, description: str, usage: str, runs: list[dict], results_text: str = "",
-           comparison: str = "", pipeline_tag: str | None = None, languages=None, model_name: str | None = None,
-           extra_tags=()) -> ModelCard:
+           comparison: str = "", pipeline_tag: str | None = None, languages=None, extra_tags=()) -> ModelCard:
     """The card with its Hub metadata; `runs` are results.json dicts (their scores go to the model-index),
     `results_text` what the results section says besides (or instead of) them."""
     kinds = [kind_of(run) for run in runs]
@@ -164,7 +161,7 @@ def render(*, title: str, description: str, usage: str, runs: list[dict], result
         library_name="transformers", pipeline_tag=pipeline_tag or (KIND_TAGS[kinds[0]] if kinds else None),
         tags=["vanilla-transformer", "encoder-decoder", "custom_code", *extra_tags],
         datasets=datasets or None, metrics=metrics or None,
-        model_name=model_name or title if entries else None, eval_results=entries or None,
+        model_name=title if entries else None, eval_results=entries or None,
     )
     sections = [results_text] if results_text else []
     sections += [describe_run(run) for run in runs if run.get("describe", True)]

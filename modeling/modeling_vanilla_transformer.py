@@ -663,8 +663,6 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
         super().__init__(config)
         self.model = VanillaTransformerModel(config)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        # transformers' hook for the loss (`model.loss_function = ...` replaces it, with the same arguments)
-        self.loss_function = label_smoothed_cross_entropy
         self.post_init()
 
     def get_encoder(self):
@@ -744,7 +742,7 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
 
         loss = None
         if labels is not None:
-            loss = self.loss_function(logits, labels, self.config.label_smoothing, num_items_in_batch)
+            loss = label_smoothed_cross_entropy(logits, labels, self.config.label_smoothing, num_items_in_batch)
 
         output = Seq2SeqLMOutput(
             loss=loss,
@@ -759,7 +757,7 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
         )
         return output if return_dict is not False else output.to_tuple()
 
-def label_smoothed_cross_entropy(logits, labels, label_smoothing: float, num_items_in_batch=None, **kwargs) -> torch.Tensor:
+def label_smoothed_cross_entropy(logits, labels, label_smoothing: float, num_items_in_batch=None) -> torch.Tensor:
     """Cross-entropy with label smoothing epsilon_ls (Section 5.4), in float32, summed over the labelled
     positions (label -100 is ignored) and divided by `num_items_in_batch` (default: their number)."""
     labels = labels.to(logits.device).reshape(-1)

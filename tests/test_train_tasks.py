@@ -58,6 +58,8 @@ def test_task_trains_saves_and_scores_end_to_end(task_name, tmp_path):
     indexed = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
     assert indexed[(task.validation_split, task.main_metric)] == round(main_score, 2)
     assert f"{main_score:.1f}" in card.text
+    best_card = (output / "best" / "README.md").read_text()  # written under a temporary name, then renamed
+    assert f"from_pretrained({str(output / 'best')!r}" in best_card and ".partial" not in best_card
 
     report = tmp_path / "eval" / "metrics.json"
     split = task.test_split if task.kind == "translation" else task.validation_split

@@ -13,6 +13,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from vanilla_transformer.modeling import VanillaTransformerPreTrainedModel
+from vanilla_transformer.modeling.model_card_vanilla_transformer import folder_card
+
 logger = logging.getLogger(__name__)
 
 
@@ -69,6 +72,8 @@ def save_model_folder(model, tokenizer, folder: Path) -> None:
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(partial, folder)
+    if isinstance(model, VanillaTransformerPreTrainedModel):  # its card was written for the temporary name
+        (folder / "README.md").write_text(folder_card(model, location=str(folder)), encoding="utf-8")
 
 
 def average_state_dicts(paths: list[Path]) -> dict:

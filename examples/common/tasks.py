@@ -55,7 +55,8 @@ GENERIC_DEFAULTS = {"vocab_size": 8000, "model": SMALL_MODEL, "learning_rate": 1
                     "max_tokens": 4096}
 
 
-def multi30k(source: str, target: str) -> Task:
+def multi30k(source: str, target: str, **recipe) -> Task:
+    """A Multi30k direction; `recipe` replaces entries of the shared recipe for this direction only."""
     return Task(
         name=f"multi30k-{source}-{target}", kind="translation", source=source, target=target,
         validation_split="val", test_split="test_2016_flickr",
@@ -63,7 +64,7 @@ def multi30k(source: str, target: str) -> Task:
         hub_splits={"val": "validation", "test_2016_flickr": "test"},
         max_new_tokens=96,
         defaults={"vocab_size": 8000, "model": SMALL_MODEL, "learning_rate": 1e-3, "warmup_steps": 1000,
-                  "max_tokens": 4096, "num_train_epochs": 20},
+                  "max_tokens": 4096, "num_train_epochs": 20, **recipe},
     )
 
 
@@ -71,8 +72,7 @@ PRESETS = {
     task.name: task
     for task in [
         # en-de: the recipe of results/multi30k-en-de/recipe.json (more dropout, the mean of the last 5 checkpoints)
-        replace(multi30k("en", "de"), defaults={**multi30k("en", "de").defaults, "average_last": 5,
-                                                "model": {**SMALL_MODEL, "dropout": 0.3}}),
+        multi30k("en", "de", model={**SMALL_MODEL, "dropout": 0.3}, average_last=5),
         multi30k("de", "en"),
         multi30k("en", "fr"),
         Task(

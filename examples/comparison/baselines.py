@@ -42,6 +42,8 @@ from transformers import (
 )
 from transformers.modeling_outputs import Seq2SeqLMOutput, SequenceClassifierOutput
 
+from common.checkpointing import load_averaged_weights
+
 from . import lstm_baseline
 from vanilla_transformer.modeling import (
     VanillaTransformerForConditionalGeneration,
@@ -290,6 +292,15 @@ def from_hub(model_id: str, task, label_smoothing: float):
 # ---------------------------------------------------------------------------------------------------
 # Loading a saved folder
 # ---------------------------------------------------------------------------------------------------
+
+
+def load_checkpoint_average(model: nn.Module, checkpoint_folders) -> None:
+    """Load the mean of train.py checkpoints into ours or a wrapped baseline (whose checkpoints name the
+    wrapped model's weights "model.<name>", the wrapper's attribute)."""
+    if isinstance(model, Wrapper):
+        load_averaged_weights(model.model, checkpoint_folders, prefix="model.")
+    else:
+        load_averaged_weights(model, checkpoint_folders)
 
 
 def load_model(folder, task):

@@ -53,7 +53,7 @@ def read_lines(path: Path) -> list[str]:
 
 def paired_bootstrap(ours: list[str], others: dict[str, list[str]], references: list[str],
                      n_samples: int = 1000) -> dict:
-    """{model: {"bleu": p, "chrf": p}}: sacreBLEU's paired bootstrap resampling (Koehn, 2004) of each model's
+    """{model: {"BLEU": p, "chrF": p}}: sacreBLEU's paired bootstrap resampling (Koehn, 2004) of each model's
     translations against ours on the same sentences; p < 0.05: the difference is significant."""
     from sacrebleu.metrics import BLEU, CHRF
     from sacrebleu.significance import PairedTest

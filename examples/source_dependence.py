@@ -11,12 +11,14 @@ both alike. Losses are per target token (label smoothing as in training), in nat
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer
 
 from common.arguments import DataArguments, option, parse
 from common.batching import make_collator, tokenize_records, validation_loss
+from common.checkpointing import load_averaged_weights
 from common.data import DataError, load_records
 from comparison.baselines import load_model
 
@@ -26,6 +28,8 @@ class DependenceArguments:
     model: str = option("a model folder saved by train.py or average_checkpoints.py", required=True)
     split: str = option("the split to read (a file-name stem, or train / validation / test for given files)",
                         required=True)
+    checkpoint: str | None = option("a training checkpoint of the same run (<output_dir>/checkpoints/step-N): its "
+                                    "weights replace the model folder's")
     max_records: int | None = option("the first N records only", minimum=1)
     max_tokens: int = option("padded tokens per batch", default=8192, minimum=1)
     bf16: bool = option("run under bfloat16 autocast", default=False)
@@ -70,8 +74,11 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 1
     model = load_model(args.model, task)
+    if args.checkpoint:
+        load_averaged_weights(model, [Path(args.checkpoint)])  # the mean of one checkpoint: its weights
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)
-    report = {"model": args.model, "task": task.name, "split": args.split, "records": len(records),
+    report = {"model": args.model, "checkpoint": args.checkpoint, "task": task.name, "split": args.split, "records": len(records),
               **source_dependence(model, tokenizer, task, records, args.max_tokens, args.bf16)}
     print(json.dumps(report, indent=2))
     return 0

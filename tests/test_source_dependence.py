@@ -56,3 +56,23 @@ def test_classification_task_is_a_clear_error(tmp_path, capsys):
     assert source_dependence.main(["--model", str(tmp_path), "--task", "sst2", "--data", str(data),
                                    "--split", "dev"]) == 1
     assert "classification" in capsys.readouterr().err
+
+
+def test_checkpoint_weights_replace_the_model_folders(trained, tmp_path, capsys):
+    """--checkpoint: a training checkpoint whose encoder-decoder attention adds nothing gives no difference."""
+    from safetensors.torch import save_file
+
+    data, folder = trained
+    model = load_model(folder, get_task("multi30k-en-de"))
+    weights = {name: tensor.clone() for name, tensor in model.state_dict().items()
+               if name != "lm_head.weight"}  # tied to the embeddings, not saved in a checkpoint
+    for name in weights:
+        if "encoder_attn.out_proj.weight" in name:
+            weights[name].zero_()
+    (tmp_path / "step-9").mkdir()
+    save_file(weights, tmp_path / "step-9" / "model.safetensors")
+    assert source_dependence.main(["--model", str(folder), "--checkpoint", str(tmp_path / "step-9"),
+                                   "--task", "multi30k-en-de", "--data", str(data), "--split", "val"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["checkpoint"] == str(tmp_path / "step-9")
+    assert report["difference"] == pytest.approx(0.0, abs=1e-5)

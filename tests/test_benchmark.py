@@ -97,3 +97,16 @@ print(default, faults_per_allocation())
     default, kept = map(float, result.stdout.split()[-2:])
     assert default > 0.9 * 40e6 / 4096  # every page of every allocation
     assert kept < 50
+
+
+def test_ratios_of_a_size_measured_in_bf16_only():
+    """The GPU base size trains in bf16 only: its ratios leave out the bf16 / float32 comparison."""
+    import tiny_datasets  # noqa: F401  (puts examples/ on sys.path)
+    from benchmark import benchmark
+
+    models = {name: {"train_tokens_per_second_bf16": tokens, "greedy_ms_per_token": ms}
+              for name, tokens, ms in [("ours", 900.0, 7.5), ("marian", 600.0, 7.8), ("bart", 800.0, 10.0)]}
+    ratios = benchmark.ratios_for(models)
+    assert ratios["train_tokens_per_second_bf16: ours vs marian"] == pytest.approx(1.5)
+    assert ratios["greedy_ms_per_token: ours vs marian"] == pytest.approx(7.8 / 7.5)
+    assert not any("vs ours float32" in key for key in ratios)

@@ -285,7 +285,7 @@ def ratios_for(table: dict) -> dict:
                 numerator, denominator = (table[second][key], value) if lower_is_better else (value, table[second][key])
                 ratios[f"{key}: {first} vs {second}"] = numerator / denominator if denominator else None
     for name in ("ours", "ours+kernels", "marian"):
-        if "train_tokens_per_second_bf16" in table.get(name, {}):
+        if {"train_tokens_per_second_bf16", "train_tokens_per_second_float32"} <= table.get(name, {}).keys():
             ratios[f"{name} bf16 vs {name} float32"] = (table[name]["train_tokens_per_second_bf16"]
                                                         / table[name]["train_tokens_per_second_float32"])
     return ratios

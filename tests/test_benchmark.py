@@ -43,6 +43,12 @@ def test_benchmark_quick_mode_writes_every_measurement_and_its_report(tmp_path):
     again.write_text("# Performance\n\nkept text\n")
     subprocess.run([sys.executable, str(SCRIPT), "--report", str(again), "--report-from", str(output)], check=True)
     assert again.read_text() == text
+    # a second machine's table goes into its own named section; the first stays as it was
+    subprocess.run([sys.executable, str(SCRIPT), "--report", str(again), "--report-from", str(output),
+                    "--section", "benchmark-gpu"], check=True)
+    both = again.read_text()
+    assert both.startswith(text.rstrip("\n")) and both.count("| training tokens/s, bf16 autocast |") == 2
+    assert "<!-- benchmark-gpu: end -->" in both
 
 
 def test_interleaved_timings_take_turns_and_report_each_steps_own_median(monkeypatch):

@@ -18,9 +18,8 @@ from transformers import AutoTokenizer
 
 from common.arguments import DataArguments, option, parse
 from common.batching import make_collator, tokenize_records, validation_loss
-from common.checkpointing import load_averaged_weights
 from common.data import DataError, load_records
-from comparison.baselines import load_model
+from comparison.baselines import load_checkpoint_average, load_model
 
 
 @dataclass
@@ -75,10 +74,11 @@ def main(argv=None) -> int:
         return 1
     model = load_model(args.model, task)
     if args.checkpoint:
-        load_averaged_weights(model, [Path(args.checkpoint)])  # the mean of one checkpoint: its weights
+        load_checkpoint_average(model, [Path(args.checkpoint)])  # the mean of one checkpoint: its weights
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)
-    report = {"model": args.model, "checkpoint": args.checkpoint, "task": task.name, "split": args.split, "records": len(records),
+    report = {"model": args.model, "checkpoint": args.checkpoint, "task": task.name, "split": args.split,
+              "records": len(records),
               **source_dependence(model, tokenizer, task, records, args.max_tokens, args.bf16)}
     print(json.dumps(report, indent=2))
     return 0

@@ -31,8 +31,9 @@ TASKS = [
      "First the preset's recipe: d_model 256, 3 + 3 layers, dropout 0.3, 30 epochs, the mean of the last 5 "
      "checkpoints, 250 steps apart; the README's command, with `--save_every 250`, is this run. It is the "
      "second run continued from its end at epoch 20 (the schedule does not depend on the planned length), "
-     "so its wall time counts both (epochs 1-20 ran at commit `ff0a6d6`, 21-30 at `ff468d5`), and 30 epochs were chosen over 20 on val BLEU. The rule for the scored "
-     "model (the mean of the last 5) was fixed before the runs. Then that 20-epoch run, which named dropout "
+     "so its wall time counts both (epochs 1-20 ran at commit `ff0a6d6`, 21-30 at `ff468d5`), and 30 epochs "
+     "were chosen over 20 on val BLEU. The rule for the scored model (the mean of the last 5) was fixed "
+     "before the runs. Then that 20-epoch run, which named dropout "
      "and averaging on its command line before they were the preset's, and last the earlier recipe (dropout "
      "0.1, 12 epochs, the best validated checkpoint). Detokenised, cased sacreBLEU and chrF; BLEU of "
      "lower-cased text beside it. Run logs: `results/multi30k-en-de/NOTES.md`.",

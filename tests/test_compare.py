@@ -209,3 +209,59 @@ def test_lstm_decoder_starts_from_the_source_and_feeds_its_attentional_state():
         assert torch.count_nonzero(calls[0][0][..., 16:]) == 0 and torch.count_nonzero(calls[1][0][..., 16:]) > 0
         first_states.append(calls[0][1])
     assert not torch.allclose(*first_states)  # the same first target token, different sources
+
+
+def test_learning_rate_sweep_picks_each_models_best_rate_for_its_main_runs(tmp_path):
+    data = sst2(tmp_path / "data")
+    card = tmp_path / "model_card.md"
+    argv = ["--task", "sst2", "--data", str(data), "--output-dir", str(tmp_path / "runs"), "--baselines", "ours",
+            "lstm", "--results-dir", str(tmp_path / "results"), "--model-card", str(card), "--figures-dir",
+            str(tmp_path / "figures"), "--in-process", "--learning_rates", "1e-4", "3e-2",
+            "--sweep_args=--max_steps 3", "--", *tiny_train_arguments("--max-steps", "1")]
+    assert compare.main(argv) == 0
+
+    sweep = tmp_path / "results" / "lr-sweep" / "sst2"
+    for model in ("ours", "lstm"):
+        scores = {}
+        for rate in (1e-4, 3e-2):
+            result = json.loads((sweep / f"{model}-lr{rate:g}.json").read_text())
+            assert result["arguments"]["learning_rate"] == rate and result["steps"] == 3  # the sweep's own budget
+            scores[rate] = result["evaluation"]["dev"]["accuracy"]
+        best = min(scores, key=lambda rate: (-scores[rate], rate))
+        main_run = json.loads((tmp_path / "results" / "sst2" / f"{model}-seed0.json").read_text())
+        assert main_run["arguments"]["learning_rate"] == best and main_run["steps"] == 1
+    text = card.read_text(encoding="utf-8")
+    assert "Learning-rate sweep" in text and text.count("**") == 2 * 2  # one bold (chosen) cell per model
+
+
+def test_the_next_learning_rate_is_tried_only_when_the_largest_wins_and_a_failed_run_loses(tmp_path, monkeypatch):
+    """The rule of the comparison's protocol: {3e-4, 1e-3, 2e-3}, and 5e-3 only if 2e-3 scores best."""
+    def fake_training(score_of_rate):
+        def train_and_collect(name, output, train_argv, results_dir, in_process):
+            rate = float(train_argv[train_argv.index("--learning_rate") + 1])
+            if score_of_rate(rate) is None:
+                return False  # a diverged run
+            result = {"task": "sst2", "baseline": "ours", "commit": "0" * 40, "arguments": {"learning_rate": rate},
+                      "evaluation": {"dev": {"accuracy": score_of_rate(rate)}}}
+            (results_dir / f"{name}.json").write_text(json.dumps(result))
+            return True
+        return train_and_collect
+
+    def sweep(score_of_rate, folder):
+        monkeypatch.setattr(compare, "train_and_collect", fake_training(score_of_rate))
+        argv = ["--task", "sst2", "--data", "unused", "--baselines", "ours", "--results-dir", str(tmp_path / folder),
+                "--model-card", "", "--learning_rates", "3e-4", "1e-3", "2e-3", "--next_learning_rate", "5e-3",
+                "--sweep_only"]
+        assert compare.main(argv) == 0
+        return sorted(p.stem for p in (tmp_path / folder / "lr-sweep" / "sst2").glob("*.json"))
+
+    assert sweep(lambda rate: {3e-4: 70.0, 1e-3: 80.0, 2e-3: 75.0}[rate], "middle") == [
+        "ours-lr0.0003", "ours-lr0.001", "ours-lr0.002"]
+    assert sweep(lambda rate: rate * 1e4, "largest") == [
+        "ours-lr0.0003", "ours-lr0.001", "ours-lr0.002", "ours-lr0.005"]
+    assert comparison_report.best_learning_rate(tmp_path / "largest" / "lr-sweep" / "sst2", "ours") == 5e-3
+    # 2e-3 diverges: it is recorded as failed, and the best finished rate is chosen
+    sweep(lambda rate: None if rate == 2e-3 else rate * 1e4, "diverged")
+    failed = json.loads((tmp_path / "diverged" / "lr-sweep" / "sst2" / "ours-lr0.002.json").read_text())
+    assert failed["failed"] and "--learning_rate 0.002" in failed["command"]
+    assert comparison_report.best_learning_rate(tmp_path / "diverged" / "lr-sweep" / "sst2", "ours") == 1e-3

@@ -9,11 +9,21 @@ its own) writing to --output_dir/<task>/<model>-seed<N>; a run whose results.jso
 The results.json of every run is copied to --results_dir/<task>/ (committed: the raw results), and the
 tables and plots in model_card.md are regenerated from everything in --results_dir (comparison/report.py).
 A --baseline may also be a Hub model id, to compare with pretrained checkpoints when online.
+
+A fair learning rate for every model: with --learning_rates, each model first trains a short run (seed 0,
+the shared options followed by --sweep_args) per peak rate, scored on the validation split; its main runs then
+use the rate that scored best (--next_learning_rate is tried too when the largest rate wins):
+
+    python examples/comparison/compare.py --task multi30k-en-de --dataset_name ../shared/data/translation/multi30k \
+        --learning_rates 3e-4 1e-3 2e-3 --next_learning_rate 5e-3 --sweep_args="--num_train_epochs 1" -- ...
+
+The sweep's runs go to --output_dir/lr-sweep/<task>/<model>-lr<rate> and --results_dir/lr-sweep/<task>/.
 """
 
 import argparse
 import json
 import runpy
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,19 +33,77 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, for the shared modules in common/
 
 from comparison.baselines import ARCHITECTURES  # noqa: E402
-from comparison.report import write_report  # noqa: E402
+from comparison.report import best_learning_rate, write_report  # noqa: E402
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "train.py"
 
 
-def run_name(baseline: str, seed: int) -> str:
-    return f"{baseline.replace('/', '--')}-seed{seed}"
+def run_name(baseline: str, seed: int | None = None, learning_rate: float | None = None) -> str:
+    """<model>-seed<N> for a main run, <model>-lr<rate> for a run of the learning-rate sweep."""
+    suffix = f"-seed{seed}" if learning_rate is None else f"-lr{learning_rate:g}"
+    return baseline.replace("/", "--") + suffix
 
 
 def run_training(train_argv: list[str], in_process: bool) -> int:
     if in_process:  # the script's main() in this process: its namespace, without running it as __main__
         return runpy.run_path(str(TRAIN_SCRIPT), run_name="train_in_process")["main"](train_argv)
     return subprocess.run([sys.executable, str(TRAIN_SCRIPT), *train_argv]).returncode
+
+
+def train_and_collect(name: str, output: Path, train_argv: list[str], results_dir: Path, in_process: bool) -> bool:
+    """Train unless `output` holds a finished run; copy its results (and translations) to `results_dir`."""
+    if not (output / "results.json").exists():
+        print(f"[compare] {name}: train.py {' '.join(train_argv)}", flush=True)
+        started = time.time()
+        if run_training(train_argv, in_process) != 0:
+            return False
+        print(f"[compare] {name}: done in {time.time() - started:.0f} s", flush=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(output / "results.json", results_dir / f"{name}.json")
+    for predictions in output.glob("predictions_*.txt"):  # for the paired tests of report.py
+        split = predictions.stem.removeprefix("predictions_")
+        shutil.copy(predictions, results_dir / f"{name}.predictions_{split}.txt")
+        if (output / f"references_{split}.txt").exists():
+            shutil.copy(output / f"references_{split}.txt", results_dir / f"references_{split}.txt")
+    return True
+
+
+def sweep_learning_rate(args, baseline: str, train_args: list[str]) -> float:
+    """The short run of each rate (seed 0), then the rate with the best validation score. A run that fails
+    (diverges) is recorded as failed and loses."""
+    results_dir = Path(args.results_dir) / "lr-sweep" / args.task
+    results_dir.mkdir(parents=True, exist_ok=True)
+    rates = list(args.learning_rates)
+    if args.next_learning_rate is not None:
+        rates.append(args.next_learning_rate)
+    for index, rate in enumerate(rates):
+        if index == len(args.learning_rates):  # the next rate: only when the largest listed one won
+            if best_learning_rate(results_dir, baseline) != max(args.learning_rates):
+                break
+        name = run_name(baseline, learning_rate=rate)
+        output = Path(args.output_dir) / "lr-sweep" / args.task / name
+        train_argv = ["--task", args.task, "--dataset_name", args.data, "--output_dir", str(output),
+                      "--baseline", baseline, "--seed", "0", *train_args, *shlex.split(args.sweep_args),
+                      "--learning_rate", f"{rate:g}"]
+        if not train_and_collect(name, output, train_argv, results_dir, args.in_process):
+            failed = {"task": args.task, "baseline": baseline, "learning_rate": rate, "failed": True,
+                      "command": "python examples/train.py " + shlex.join(train_argv)}
+            (results_dir / f"{name}.json").write_text(json.dumps(failed, indent=1), encoding="utf-8")
+    rate = best_learning_rate(results_dir, baseline)
+    if rate is None:
+        raise SystemExit(f"[compare] {baseline}: every learning rate of the sweep failed; see {results_dir}")
+    print(f"[compare] {baseline}: learning rate {rate:g} (best validation score of the sweep)", flush=True)
+    return rate
+
+
+def check_finished_rate(output: Path, rate: float | None) -> None:
+    """A finished run is reused only if it trained at the rate the sweep chose."""
+    if rate is None or not (output / "results.json").exists():
+        return
+    trained = json.loads((output / "results.json").read_text(encoding="utf-8"))["arguments"]["learning_rate"]
+    if trained != rate:
+        raise SystemExit(f"[compare] {output} was trained with --learning_rate {trained:g}, but the sweep chose "
+                         f"{rate:g}: remove that folder to train it again")
 
 
 def main(argv=None) -> int:
@@ -59,30 +127,33 @@ def main(argv=None) -> int:
     parser.add_argument("--in_process", "--in-process", dest="in_process", action="store_true",
                         help="run train.py in this process (saves the start-up time of each run; used by the tests; "
                         "the peak memory then includes what earlier runs left allocated)")
+    parser.add_argument("--learning_rates", "--learning-rates", dest="learning_rates", nargs="+", type=float,
+                        help="sweep: the peak rates each model tries in a short run before its main runs")
+    parser.add_argument("--next_learning_rate", "--next-learning-rate", dest="next_learning_rate", type=float,
+                        help="sweep: also tried when the largest of --learning_rates scores best")
+    parser.add_argument("--sweep_args", "--sweep-args", dest="sweep_args", default="",
+                        help="train.py options of the sweep's short runs, after the shared ones "
+                        "(e.g. --sweep_args='--num_train_epochs 1')")
+    parser.add_argument("--sweep_only", "--sweep-only", dest="sweep_only", action="store_true",
+                        help="stop after the sweep (its table is written; the main runs are left for later)")
     args = parser.parse_args(argv)
+    if (args.next_learning_rate is not None or args.sweep_only) and not args.learning_rates:
+        parser.error("--next_learning_rate and --sweep_only need --learning_rates")
 
     results_dir = Path(args.results_dir) / args.task
-    results_dir.mkdir(parents=True, exist_ok=True)
     failed = []
-    for seed in args.seeds:
+    rates = {baseline: sweep_learning_rate(args, baseline, train_args) for baseline in args.baselines
+             } if args.learning_rates else {}
+    for seed in [] if args.sweep_only else args.seeds:
         for baseline in args.baselines:
             name = run_name(baseline, seed)
             output = Path(args.output_dir) / args.task / name
-            if not (output / "results.json").exists():
-                train_argv = ["--task", args.task, "--dataset_name", args.data, "--output_dir", str(output),
-                              "--baseline", baseline, "--seed", str(seed), *train_args]
-                print(f"[compare] {name}: train.py {' '.join(train_argv)}", flush=True)
-                started = time.time()
-                if run_training(train_argv, args.in_process) != 0:
-                    failed.append(name)
-                    continue
-                print(f"[compare] {name}: done in {time.time() - started:.0f} s", flush=True)
-            shutil.copy(output / "results.json", results_dir / f"{name}.json")
-            for predictions in output.glob("predictions_*.txt"):  # for the paired tests of report.py
-                split = predictions.stem.removeprefix("predictions_")
-                shutil.copy(predictions, results_dir / f"{name}.predictions_{split}.txt")
-                if (output / f"references_{split}.txt").exists():
-                    shutil.copy(output / f"references_{split}.txt", results_dir / f"references_{split}.txt")
+            rate = ["--learning_rate", f"{rates[baseline]:g}"] if baseline in rates else []
+            check_finished_rate(output, rates.get(baseline))
+            train_argv = ["--task", args.task, "--dataset_name", args.data, "--output_dir", str(output),
+                          "--baseline", baseline, "--seed", str(seed), *train_args, *rate]
+            if not train_and_collect(name, output, train_argv, results_dir, args.in_process):
+                failed.append(name)
     if args.model_card:
         write_report(Path(args.results_dir), Path(args.model_card), Path(args.figures_dir))
     if failed:

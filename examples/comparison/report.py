@@ -6,7 +6,8 @@
 One table per task: the metrics (mean and standard deviation over seeds where there are several),
 parameters, training tokens/s, training time, latency of the final evaluation, peak training memory; then
 how each row was produced (command, commit, hardware). One plot per task: validation metric against
-training time for every model.
+training time for every model. Where a learning-rate sweep ran (compare.py --learning_rates), its table comes
+first: each model's validation score at each peak rate, and the rate its main runs use.
 """
 
 import argparse
@@ -45,6 +46,56 @@ def load_results(results_dir: Path) -> dict:
         result["results_file"] = path
         runs[result["task"]][result.get("baseline", "ours")].append(result)
     return runs
+
+
+def load_sweep(results_dir: Path) -> dict:
+    """{task: {model: {rate: result}}} from results/comparison/lr-sweep/<task>/<model>-lr<rate>.json."""
+    sweeps = defaultdict(lambda: defaultdict(dict))
+    for path in sorted((results_dir / "lr-sweep").glob("*/*.json")):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        rate = result["learning_rate"] if result.get("failed") else result["arguments"]["learning_rate"]
+        sweeps[result["task"]][result.get("baseline", "ours")][rate] = result
+    return sweeps
+
+
+def sweep_score(result: dict) -> float | None:
+    """The validation score of a sweep run (its task's main metric); None for a run that failed."""
+    return None if result.get("failed") else final_scores(result)[get_task(result["task"]).main_metric]
+
+
+def best_learning_rate(sweep_dir: Path, baseline: str) -> float | None:
+    """The peak rate whose short run scored best on validation, the smaller on a tie; None if none finished.
+    `sweep_dir`: one task's folder of sweep results."""
+    scores = {}
+    for path in sweep_dir.glob("*.json"):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if result.get("baseline", "ours") == baseline and not result.get("failed"):
+            scores[result["arguments"]["learning_rate"]] = sweep_score(result)
+    return min(scores, key=lambda rate: (-scores[rate], rate)) if scores else None
+
+
+def sweep_table(task_name: str, models: dict, sweep_dir: Path) -> list[str]:
+    rates = sorted({rate for runs in models.values() for rate in runs})
+    task = get_task(task_name)
+    some_run = next(r for runs in models.values() for r in runs.values() if not r.get("failed"))
+    lines = [f"Learning-rate sweep: validation {task.main_metric} ({final_scores(some_run)['split']}) of one short "
+             "run per peak rate (seed 0); the best (bold) is the rate compare.py gives the model's main runs.", "",
+             "| model | " + " | ".join(f"{rate:g}" for rate in rates) + " |", "|" + "---|" * (len(rates) + 1)]
+    for model in model_order(models):
+        best = best_learning_rate(sweep_dir, model)
+        cells = []
+        for rate in rates:
+            run = models[model].get(rate)
+            score = None if run is None else sweep_score(run)
+            text = "-" if run is None else "failed" if score is None else f"{score:.1f}"
+            cells.append(f"**{text}**" if rate == best else text)
+        lines.append(f"| {display_name(model, task_name)} | " + " | ".join(cells) + " |")
+    commits = sorted({r["commit"][:7] for runs in models.values() for r in runs.values() if not r.get("failed")})
+    hardware = sorted({r["hardware"].get("gpu") or r["hardware"]["cpu"] for runs in models.values()
+                       for r in runs.values() if not r.get("failed")})
+    lines += ["", f"Each run: `{current_spelling(some_run['command'])}` with its model and rate; commit "
+              f"{', '.join(f'`{c}`' for c in commits)}; {'; '.join(hardware)}."]
+    return lines
 
 
 def read_lines(path: Path) -> list[str]:
@@ -170,14 +221,19 @@ def plot_task(task_name: str, models: dict, path: Path) -> None:
 
 
 def report(results_dir: Path, figures_dir: Path) -> str:
-    runs = load_results(results_dir)
+    runs, sweeps = load_results(results_dir), load_sweep(results_dir)
     lines = [BEGIN]
-    for task_name in sorted(runs):
+    for task_name in sorted(set(runs) | set(sweeps)):
+        lines += ["", f"#### {task_name}", ""]
+        if task_name in sweeps:
+            lines += sweep_table(task_name, sweeps[task_name], results_dir / "lr-sweep" / task_name) + [""]
+        if task_name not in runs:
+            continue
         models = runs[task_name]
         figure = figures_dir / f"comparison_{task_name}.png"
         figure.parent.mkdir(parents=True, exist_ok=True)
         plot_task(task_name, models, figure)
-        lines += ["", f"#### {task_name}", ""] + task_table(task_name, models)
+        lines += task_table(task_name, models)
         lines += ["", f"![{task_name}: validation metric against training time]({figure.as_posix()})", "",
                   "How each row was produced:", ""] + provenance(task_name, models)
     return "\n".join(lines + ["", END])

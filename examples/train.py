@@ -340,7 +340,8 @@ def run_validation(model, tokenizer, task, records, data, collator, accelerator,
         scores, _ = evaluate_records(unwrapped, tokenizer, task, records, num_beams=1, autocast=accelerator.autocast)
         metrics.update({k: v for k, v in scores.items() if not isinstance(v, str)})
         model.train()
-        record = {"step": progress.step, "train_seconds": progress.train_seconds, **metrics}
+        record = {"step": progress.step, "train_seconds": progress.train_seconds, "train_tokens": progress.tokens,
+                  **metrics}
         if progress.history and progress.history[-1]["step"] == progress.step:
             progress.history[-1].update(record)
         else:

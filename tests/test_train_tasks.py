@@ -41,6 +41,8 @@ def test_task_trains_saves_and_scores_end_to_end(task_name, tmp_path):
     assert results["steps"] == 3 and results["task"] == task_name
     assert EXPECTED_METRICS[task.metric] <= set(results["evaluation"][task.validation_split])
     assert [h["step"] for h in results["history"] if "train_loss" in h] == [1, 2, 3]
+    validated = [h for h in results["history"] if task.main_metric in h]  # plotted against time and tokens
+    assert validated[-1]["train_tokens"] == results["train_tokens"] > 0 and validated[-1]["train_seconds"] > 0
     assert results["tokens_per_second"] > 0 and results["hardware"]["processes"] == 1
     assert (output / "learning_curves.png").stat().st_size > 0
     assert list((output / "tensorboard").rglob("events.out.tfevents.*")), "no TensorBoard log"

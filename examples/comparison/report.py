@@ -6,8 +6,9 @@
 One table per task: the metrics (mean and standard deviation over seeds where there are several),
 parameters, training tokens/s, training time, latency of the final evaluation, peak training memory; then
 how each row was produced (command, commit, hardware). One plot per task: validation metric against
-training time for every model. Where a learning-rate sweep ran (compare.py --learning_rates), its table comes
-first: each model's validation score at each peak rate, and the rate its main runs use.
+training time and against training tokens for every model. Where a learning-rate sweep ran
+(compare.py --learning_rates), its table comes first: each model's validation score at each peak rate,
+and the rate its main runs use.
 """
 
 import argparse
@@ -200,21 +201,24 @@ def provenance(task_name: str, models: dict) -> list[str]:
 
 
 def plot_task(task_name: str, models: dict, path: Path) -> None:
+    """Validation metric against training time (left) and training tokens (right), one line per model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metric = get_task(task_name).main_metric
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for index, model in enumerate(model_order(models)):
-        for seed_index, run in enumerate(models[model]):
-            points = [h for h in run["history"] if metric in h and "train_seconds" in h]
-            label = display_name(model, task_name) if seed_index == 0 else None  # one legend entry per model
-            axis.plot([p["train_seconds"] for p in points], [p[metric] for p in points], "o-", color=f"C{index}",
-                      alpha=1.0 if seed_index == 0 else 0.35, label=label)
-    axis.set(xlabel="training time (s)", ylabel=f"validation {metric}", title=f"{task_name}: validation {metric}")
-    axis.legend()
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for axis, x, label in zip(axes, ("train_seconds", "train_tokens"), ("training time (s)", "training tokens")):
+        for index, model in enumerate(model_order(models)):
+            for seed_index, run in enumerate(models[model]):
+                points = [h for h in run["history"] if metric in h and x in h]
+                name = display_name(model, task_name) if seed_index == 0 else None  # one legend entry per model
+                axis.plot([p[x] for p in points], [p[metric] for p in points], "o-", color=f"C{index}",
+                          alpha=1.0 if seed_index == 0 else 0.35, label=name)
+        axis.set(xlabel=label, ylabel=f"validation {metric}")
+    axes[0].legend()
+    figure.suptitle(f"{task_name}: validation {metric}")
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
@@ -234,7 +238,7 @@ def report(results_dir: Path, figures_dir: Path) -> str:
         figure.parent.mkdir(parents=True, exist_ok=True)
         plot_task(task_name, models, figure)
         lines += task_table(task_name, models)
-        lines += ["", f"![{task_name}: validation metric against training time]({figure.as_posix()})", "",
+        lines += ["", f"![{task_name}: validation metric against training time and tokens]({figure.as_posix()})", "",
                   "How each row was produced:", ""] + provenance(task_name, models)
     return "\n".join(lines + ["", END])
 

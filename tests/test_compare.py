@@ -176,6 +176,24 @@ def test_a_pretrained_checkpoint_is_fine_tuned_with_its_own_tokenizer(tokenizer,
     assert not (tmp_path / "run" / "tokenizer").exists()  # the checkpoint's tokenizer, not a new one
 
 
+def test_a_model_of_ours_saved_by_train_py_is_fine_tuned_and_reloaded(tmp_path):
+    """--baseline <folder of a trained model of ours>: fine-tuning (e.g. after pretraining on other data)."""
+    data = multi30k(tmp_path / "data")
+    assert train.main(train_arguments("multi30k-en-de", data, tmp_path / "first", "--max-steps", "1")) == 0
+    pretrained = tmp_path / "first" / "model"
+    assert train.main(train_arguments("multi30k-en-de", data, tmp_path / "second", "--max-steps", "2",
+                                      "--baseline", str(pretrained))) == 0
+    result = json.loads((tmp_path / "second" / "results.json").read_text())
+    assert result["steps"] == 2 and "bleu" in result["evaluation"]["val"]
+    task = get_task("multi30k-en-de")
+    first = baselines.load_model(pretrained, task)
+    second = baselines.load_model(tmp_path / "second" / "model", task)
+    assert type(second.model) is type(first) and result["parameters"] == first.num_parameters()
+    changed = [name for name, weight in first.state_dict().items()
+               if not torch.equal(weight, second.model.state_dict()[name])]
+    assert changed, "fine-tuning left every weight as it was"
+
+
 def test_a_baseline_that_cannot_match_our_size_is_a_clear_error(tmp_path, capsys, monkeypatch):
     builders = baselines.architecture_builders
 

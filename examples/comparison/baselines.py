@@ -313,7 +313,9 @@ def load_model(folder, task):
     metadata = json.loads((folder / METADATA).read_text(encoding="utf-8"))
     import transformers
 
-    model_class = getattr(lstm_baseline, metadata["model_class"], None) or getattr(transformers,
-                                                                                 metadata["model_class"])
+    ours = {cls.__name__: cls for cls in (VanillaTransformerForConditionalGeneration,
+                                          VanillaTransformerForSequenceClassification)}  # ours, fine-tuned
+    name = metadata["model_class"]
+    model_class = getattr(lstm_baseline, name, None) or ours.get(name) or getattr(transformers, name)
     settings = {k: v for k, v in metadata.items() if k not in ("baseline", "wrapper", "model_class")}
     return WRAPPERS[metadata["wrapper"]](model_class.from_pretrained(folder), metadata["baseline"], **settings)

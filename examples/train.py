@@ -387,7 +387,7 @@ def finish(task, source, arguments, tokenizer, accelerator, progress, started, m
         evaluation[split] = scores
         with open(output_dir / f"predictions_{split}.txt", "w", encoding="utf-8") as f:
             f.writelines(f"{p}\n" for p in predictions)
-        if task.kind == "translation":  # beside the predictions, for paired significance tests between runs
+        if task.kind != "summarization":  # beside the predictions, for paired significance tests between runs
             with open(output_dir / f"references_{split}.txt", "w", encoding="utf-8") as f:
                 f.writelines(f"{record['target']}\n" for record in records)
         logger.info("%s (%d records, %s): %s", split, len(records),

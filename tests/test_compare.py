@@ -50,10 +50,11 @@ def test_every_baseline_runs_through_the_harness_and_the_report(task_name, write
     assert text.startswith("# Card\n\nkept text\n")
     table = [line for line in text.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(baselines.ARCHITECTURES)  # header + one row per model
-    if task_name == "multi30k-en-de":  # translations kept beside the results: each model tested against ours
-        split = get_task(task_name).validation_split
-        assert (tmp_path / "results" / task_name / f"references_{split}.txt").exists()
-        assert "p vs ours, BLEU / chrF" in table[0] and "paired bootstrap" in text
+    # predictions kept beside the results: each model tested against ours
+    split = get_task(task_name).validation_split
+    assert (tmp_path / "results" / task_name / f"references_{split}.txt").exists()
+    tested = "BLEU / chrF" if task_name == "multi30k-en-de" else "accuracy"
+    assert f"p vs ours, {tested}" in table[0] and "paired bootstrap" in text
     assert (tmp_path / "figures" / f"comparison_{task_name}.png").stat().st_size > 0
 
     # Regenerating replaces the section instead of appending a second one; a finished run is not repeated.
@@ -78,6 +79,21 @@ def test_paired_bootstrap_finds_a_clear_difference_and_not_a_chance_one():
     p = comparison_report.paired_bootstrap(ours, {"worse": worse, "chance": chance}, references, n_samples=200)
     assert p["worse"]["BLEU"] < 0.05 and p["worse"]["chrF"] < 0.05
     assert p["chance"]["BLEU"] > 0.05 and p["chance"]["chrF"] > 0.05
+
+
+def test_paired_bootstrap_of_accuracy_finds_a_clear_difference_and_not_a_chance_one():
+    import random
+
+    rng = random.Random(0)
+    labels = [rng.choice("01") for _ in range(500)]
+
+    def with_errors(rate):
+        return [("1" if y == "0" else "0") if rng.random() < rate else y for y in labels]
+
+    ours, chance, worse = with_errors(0.2), with_errors(0.2), with_errors(0.4)
+    p = comparison_report.paired_bootstrap_accuracy(ours, {"worse": worse, "chance": chance, "same": ours}, labels)
+    assert p["worse"]["accuracy"] < 0.05 < p["chance"]["accuracy"]
+    assert p["same"]["accuracy"] == 1.0
 
 
 def test_mean_and_standard_deviation_over_seeds():

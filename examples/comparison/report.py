@@ -118,9 +118,29 @@ def paired_bootstrap(ours: list[str], others: dict[str, list[str]], references: 
     return {names[i]: {metric: columns[metric][i].p_value for metric in ("BLEU", "chrF")} for i in range(1, len(names))}
 
 
+def paired_bootstrap_accuracy(ours: list[str], others: dict[str, list[str]], references: list[str],
+                              n_samples: int = 1000, seed: int = 0) -> dict:
+    """{model: {"accuracy": p}}: paired bootstrap resampling of the dev examples, two-sided: how often the
+    resampled difference in accuracy to ours, centred on its mean, is as far from zero as the observed one."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    truth = np.array(references)
+    resamples = rng.integers(0, len(truth), size=(n_samples, len(truth)))
+    right_ours = np.array(ours) == truth
+    p_values = {}
+    for model, predictions in others.items():
+        difference = (np.array(predictions) == truth).astype(float) - right_ours
+        resampled = difference[resamples].mean(axis=1)
+        extreme = np.abs(resampled - resampled.mean()) >= abs(difference.mean())
+        p_values[model] = {"accuracy": (1 + extreme.sum()) / (1 + n_samples)}
+    return p_values
+
+
 def paired_tests(models: dict) -> tuple[str, dict]:
-    """The split and p-values of every model's seed-0 translations against ours', where the runs' predictions
-    and the references of that split were kept beside their results (compare.py copies them)."""
+    """The split and p-values of every model's seed-0 predictions (translations or labels) against ours', where
+    the runs' predictions and the references of that split were kept beside their results (compare.py copies
+    them)."""
     ours = next((r for r in models.get("ours", []) if r["arguments"]["seed"] == 0), None)
     if ours is None:
         return "", {}
@@ -136,7 +156,8 @@ def paired_tests(models: dict) -> tuple[str, dict]:
     others = {model: lines for model, lines in others.items() if lines is not None}
     if not references.exists() or predictions(ours) is None or not others:
         return split, {}
-    return split, paired_bootstrap(predictions(ours), others, read_lines(references))
+    test = paired_bootstrap_accuracy if get_task(ours["task"]).kind == "classification" else paired_bootstrap
+    return split, test(predictions(ours), others, read_lines(references))
 
 
 def mean_std(values: list[float], digits: int = 1) -> str:
@@ -159,9 +180,10 @@ def task_table(task_name: str, models: dict) -> list[str]:
     metrics = METRICS[task.metric]
     split = final_scores(next(iter(models.values()))[0])["split"]
     latency = "ms per dialogue" if task.name == "samsum" else "ms per record"
-    tested_split, p_values = paired_tests(models) if task.kind == "translation" else ("", {})
+    tested_split, p_values = paired_tests(models) if task.kind != "summarization" else ("", {})
+    tested = next(iter(p_values.values()), {})  # the metrics tested: BLEU and chrF, or accuracy
     header = (["model", "seeds"] + [f"{m} ({split})" for m in metrics] +
-              (["p vs ours, BLEU / chrF"] if p_values else []) +
+              ([f"p vs ours, {' / '.join(tested)}"] if p_values else []) +
               ["parameters", "size knob", "train tokens/s", "train time (s)", f"eval {latency}", "peak train MiB"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model in model_order(models):
@@ -173,7 +195,7 @@ def task_table(task_name: str, models: dict) -> list[str]:
         if p_values:
             p = p_values.get(model)
             row.append("-" if model == "ours" else "" if p is None else
-                       " / ".join(f"{p[metric]:.3f}{'*' if p[metric] < 0.05 else ''}" for metric in ("BLEU", "chrF")))
+                       " / ".join(f"{p[metric]:.3f}{'*' if p[metric] < 0.05 else ''}" for metric in tested))
         row += [f"{runs[0]['parameters']:,}", knob,
                 mean_std([r["tokens_per_second"] for r in runs], 0),
                 mean_std([r["train_seconds"] for r in runs], 0),
@@ -181,8 +203,10 @@ def task_table(task_name: str, models: dict) -> list[str]:
                 mean_std([r["peak_memory_bytes"] / 2**20 for r in runs], 0)]
         lines.append("| " + " | ".join(row) + " |")
     if p_values:
-        lines += ["", f"p: sacreBLEU's paired bootstrap resampling (1,000 resamples) of the seed-0 translations of "
-                  f"{tested_split} against ours; * marks a significant difference (p < 0.05)."]
+        test = ("sacreBLEU's paired bootstrap resampling (1,000 resamples) of the seed-0 translations"
+                if task.kind == "translation" else "paired bootstrap resampling (1,000 resamples, two-sided) of the "
+                "seed-0 predictions")
+        lines += ["", f"p: {test} of {tested_split} against ours; * marks a significant difference (p < 0.05)."]
     return lines
 
 

@@ -96,6 +96,10 @@ class TrainingOptions:
                              aliases=["--eval_steps"])
     log_every: int = option("log the training loss every N steps", default=50, minimum=1,
                             aliases=["--logging_steps"])
+    early_stopping_patience: int | None = option("stop once N validations in a row have not improved on the best "
+                                                 "score (as transformers' EarlyStoppingCallback)", minimum=1)
+    min_train_epochs: float = option("with --early_stopping_patience: never stop before this many epochs",
+                                     default=0, minimum=0)
     eval_splits: list[str] | None = option("splits scored at the end with the best model (default: the validation "
                                            "split, and the test split when a test file is given)", nargs="*")
     eval_max_records: int | None = option("validate on the first N records only", minimum=1)
@@ -230,7 +234,7 @@ def train(task, data_args, model_args, options) -> dict:
     def validate_now():
         run_validation(model, tokenizer, task, valid_records, valid_data, collator, accelerator, options, progress)
 
-    while progress.step < max_steps:
+    while progress.step < max_steps and not progress.stopped_early:
         if options.num_train_epochs is not None and progress.epoch >= options.num_train_epochs:
             break
         batches = length_grouped_batches(train_data, options.max_tokens, options.seed, progress.epoch)
@@ -290,10 +294,18 @@ def train(task, data_args, model_args, options) -> dict:
                 progress.window_loss, progress.window_items = 0.0, 0
             if options.eval_every and progress.step % options.eval_every == 0:
                 validate_now()
-            if progress.step % options.save_every == 0:
+                epochs_done = progress.epoch + progress.batch_in_epoch / max(steps_in_epoch, 1)
+                if (options.early_stopping_patience and epochs_done >= options.min_train_epochs
+                        and progress.validations_since_best >= options.early_stopping_patience):
+                    progress.stopped_early = True
+                    logger.info("early stop at step %d: %d validations without improving on step %d",
+                                progress.step, progress.validations_since_best, progress.best_step)
+            if progress.step % options.save_every == 0 or progress.stopped_early:
                 progress.wall_seconds = time.time() - started
                 save_checkpoint(accelerator, output_dir, progress.step, options.keep_checkpoints)
-        if progress.step < max_steps:
+            if progress.stopped_early:
+                break
+        if progress.step < max_steps and not progress.stopped_early:
             progress.epoch += 1
             progress.batch_in_epoch = 0
     bar.close()
@@ -310,7 +322,8 @@ def train(task, data_args, model_args, options) -> dict:
     results = None
     if accelerator.is_main_process:
         results = finish(task, source, (data_args, model_args, options), tokenizer, accelerator, progress, started,
-                         {"commit": commit, "peak_memory_bytes": peak_memory, "size_knob": size_knob})
+                         {"commit": commit, "peak_memory_bytes": peak_memory, "size_knob": size_knob,
+                          "stopped_early": progress.stopped_early})
     accelerator.wait_for_everyone()
     accelerator.end_training()  # last: it also destroys the process group that wait_for_everyone needs
     return results
@@ -356,6 +369,7 @@ def run_validation(model, tokenizer, task, records, data, collator, accelerator,
     progress.best_metric, progress.best_step = broadcast_object_list([best])[0] if accelerator.num_processes > 1 \
         else best
     progress.validated_step = progress.step
+    progress.validations_since_best = 0 if progress.best_step == progress.step else progress.validations_since_best + 1
     accelerator.wait_for_everyone()
 
 

@@ -350,3 +350,22 @@ def test_training_on_a_cpu_switches_the_cpu_kernels_on_unless_told_not_to(tmp_pa
     assert bool(enabled) == expected
     if expected:  # what ran was the model with the kernels: its config says so
         assert enabled[0].config._attn_implementation == "cpu_written_out"
+
+
+def test_early_stopping_waits_for_the_minimum_epochs_then_stops_after_patience_validations(tmp_path):
+    """The comparison protocol: at least N epochs, then stop after `patience` validations without improvement;
+    the stop is saved, so resuming a stopped run trains no further."""
+    data = sst2(tmp_path / "data")
+    output = tmp_path / "run"
+    arguments = train_arguments("sst2", data, output, "--num_train_epochs", "200", "--eval_every", "1",
+                                "--early_stopping_patience", "2", "--min_train_epochs", "6", "--keep_checkpoints", "1")
+    assert train.main(arguments) == 0
+    results = json.loads((output / "results.json").read_text())
+    validated = [h for h in results["history"] if "accuracy" in h]
+    assert results["stopped_early"] and results["epochs"] < 200 and results["epochs"] >= 6  # 1 step per epoch here
+    scores = [h["accuracy"] for h in validated]
+    best = scores.index(max(scores))  # the first best: a later equal score is no improvement
+    assert len(validated) - 1 - best >= 2, "stopped before two validations without improvement"
+    assert results["best_step"] == validated[best]["step"]
+    assert train.main(arguments + ["--resume"]) == 0
+    assert json.loads((output / "results.json").read_text())["steps"] == results["steps"]

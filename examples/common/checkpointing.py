@@ -29,6 +29,8 @@ class Progress:
         self.wall_seconds = 0.0  # since the run first started, up to the newest checkpoint (across resumes)
         self.best_metric, self.best_step = None, None
         self.validated_step = None  # the last step validated
+        self.validations_since_best = 0  # for early stopping
+        self.stopped_early = False
         self.window_loss, self.window_items = 0.0, 0  # the training loss since the last log line
         self.history: list[dict] = []  # filled on the main process only
 

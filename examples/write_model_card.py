@@ -54,7 +54,8 @@ NOT_IN_JSON = [
      "(commits `fae5a75`, `d6485ed`). It learns to copy from a fixed place of these emails within 600 steps "
      "(a synthetic check), but not to choose a subject's words from the email, even when trained only on "
      "subjects made of the email's words (commits `6cf996a`, `867f196`); the email's first four words "
-     "alone score 20.4"),
+     "alone score 20.4. Fine-tuned from that copying model it reads a little (0.18 nats of source dependence "
+     "on dev, target 1; commit `26a17e0`)"),
     ("Date-format quick start", "quickstart", "100% exact match on 500 held-out pairs (commit `377d20e`)"),
 ]
 

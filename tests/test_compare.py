@@ -293,9 +293,10 @@ def test_the_next_learning_rate_is_tried_only_when_the_largest_wins_and_a_failed
         "ours-lr0.0003", "ours-lr0.001", "ours-lr0.002"]
     assert sweep(lambda rate: rate * 1e4, "largest") == [
         "ours-lr0.0003", "ours-lr0.001", "ours-lr0.002", "ours-lr0.005"]
-    assert comparison_report.best_learning_rate(tmp_path / "largest" / "lr-sweep" / "sst2", "ours") == 5e-3
+    best = comparison_report.best_learning_rate
+    assert best(comparison_report.load_sweep(tmp_path / "largest")["sst2"]["ours"]) == 5e-3
     # 2e-3 diverges: it is recorded as failed, and the best finished rate is chosen
     sweep(lambda rate: None if rate == 2e-3 else rate * 1e4, "diverged")
     failed = json.loads((tmp_path / "diverged" / "lr-sweep" / "sst2" / "ours-lr0.002.json").read_text())
     assert failed["failed"] and "--learning_rate 0.002" in failed["command"]
-    assert comparison_report.best_learning_rate(tmp_path / "diverged" / "lr-sweep" / "sst2", "ours") == 1e-3
+    assert best(comparison_report.load_sweep(tmp_path / "diverged")["sst2"]["ours"]) == 1e-3

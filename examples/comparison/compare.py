@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, for the shared modules in common/
 
 from comparison.baselines import ARCHITECTURES  # noqa: E402
-from comparison.report import best_learning_rate, write_report  # noqa: E402
+from comparison.report import best_learning_rate, load_sweep, write_report  # noqa: E402
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "train.py"
 
@@ -76,10 +76,12 @@ def sweep_learning_rate(args, baseline: str, train_args: list[str]) -> float:
     rates = list(args.learning_rates)
     if args.next_learning_rate is not None:
         rates.append(args.next_learning_rate)
+    def best():
+        return best_learning_rate(load_sweep(Path(args.results_dir))[args.task][baseline])
+
     for index, rate in enumerate(rates):
-        if index == len(args.learning_rates):  # the next rate: only when the largest listed one won
-            if best_learning_rate(results_dir, baseline) != max(args.learning_rates):
-                break
+        if index == len(args.learning_rates) and best() != max(args.learning_rates):
+            break  # the next rate: only when the largest listed one won
         name = run_name(baseline, learning_rate=rate)
         output = Path(args.output_dir) / "lr-sweep" / args.task / name
         train_argv = ["--task", args.task, "--dataset_name", args.data, "--output_dir", str(output),
@@ -89,7 +91,7 @@ def sweep_learning_rate(args, baseline: str, train_args: list[str]) -> float:
             failed = {"task": args.task, "baseline": baseline, "learning_rate": rate, "failed": True,
                       "command": "python examples/train.py " + shlex.join(train_argv)}
             (results_dir / f"{name}.json").write_text(json.dumps(failed, indent=1), encoding="utf-8")
-    rate = best_learning_rate(results_dir, baseline)
+    rate = best()
     if rate is None:
         raise SystemExit(f"[compare] {baseline}: every learning rate of the sweep failed; see {results_dir}")
     print(f"[compare] {baseline}: learning rate {rate:g} (best validation score of the sweep)", flush=True)

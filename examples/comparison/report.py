@@ -64,18 +64,14 @@ def sweep_score(result: dict) -> float | None:
     return None if result.get("failed") else final_scores(result)[get_task(result["task"]).main_metric]
 
 
-def best_learning_rate(sweep_dir: Path, baseline: str) -> float | None:
+def best_learning_rate(runs: dict) -> float | None:
     """The peak rate whose short run scored best on validation, the smaller on a tie; None if none finished.
-    `sweep_dir`: one task's folder of sweep results."""
-    scores = {}
-    for path in sweep_dir.glob("*.json"):
-        result = json.loads(path.read_text(encoding="utf-8"))
-        if result.get("baseline", "ours") == baseline and not result.get("failed"):
-            scores[result["arguments"]["learning_rate"]] = sweep_score(result)
+    `runs`: one model's sweep, {rate: result} (load_sweep)."""
+    scores = {rate: sweep_score(result) for rate, result in runs.items() if not result.get("failed")}
     return min(scores, key=lambda rate: (-scores[rate], rate)) if scores else None
 
 
-def sweep_table(task_name: str, models: dict, sweep_dir: Path) -> list[str]:
+def sweep_table(task_name: str, models: dict) -> list[str]:
     rates = sorted({rate for runs in models.values() for rate in runs})
     task = get_task(task_name)
     some_run = next(r for runs in models.values() for r in runs.values() if not r.get("failed"))
@@ -83,7 +79,7 @@ def sweep_table(task_name: str, models: dict, sweep_dir: Path) -> list[str]:
              "run per peak rate (seed 0); the best (bold) is the rate compare.py gives the model's main runs.", "",
              "| model | " + " | ".join(f"{rate:g}" for rate in rates) + " |", "|" + "---|" * (len(rates) + 1)]
     for model in model_order(models):
-        best = best_learning_rate(sweep_dir, model)
+        best = best_learning_rate(models[model])
         cells = []
         for rate in rates:
             run = models[model].get(rate)
@@ -254,7 +250,7 @@ def report(results_dir: Path, figures_dir: Path) -> str:
     for task_name in sorted(set(runs) | set(sweeps)):
         lines += ["", f"#### {task_name}", ""]
         if task_name in sweeps:
-            lines += sweep_table(task_name, sweeps[task_name], results_dir / "lr-sweep" / task_name) + [""]
+            lines += sweep_table(task_name, sweeps[task_name]) + [""]
         if task_name not in runs:
             continue
         models = runs[task_name]

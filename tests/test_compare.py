@@ -264,6 +264,8 @@ def test_learning_rate_sweep_picks_each_models_best_rate_for_its_main_runs(tmp_p
         best = min(scores, key=lambda rate: (-scores[rate], rate))
         main_run = json.loads((tmp_path / "results" / "sst2" / f"{model}-seed0.json").read_text())
         assert main_run["arguments"]["learning_rate"] == best and main_run["steps"] == 1
+    # the main runs' predictions are kept for the paired tests; the sweep's short runs need none
+    assert list((tmp_path / "results" / "sst2").glob("*predictions*")) and not list(sweep.glob("*.txt"))
     text = card.read_text(encoding="utf-8")
     assert "Learning-rate sweep" in text and text.count("**") == 2 * 2  # one bold (chosen) cell per model
 
@@ -271,7 +273,7 @@ def test_learning_rate_sweep_picks_each_models_best_rate_for_its_main_runs(tmp_p
 def test_the_next_learning_rate_is_tried_only_when_the_largest_wins_and_a_failed_run_loses(tmp_path, monkeypatch):
     """The rule of the comparison's protocol: {3e-4, 1e-3, 2e-3}, and 5e-3 only if 2e-3 scores best."""
     def fake_training(score_of_rate):
-        def train_and_collect(name, output, train_argv, results_dir, in_process):
+        def train_and_collect(name, output, train_argv, results_dir, in_process, with_predictions=True):
             rate = float(train_argv[train_argv.index("--learning_rate") + 1])
             if score_of_rate(rate) is None:
                 return False  # a diverged run

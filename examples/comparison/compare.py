@@ -50,8 +50,10 @@ def run_training(train_argv: list[str], in_process: bool) -> int:
     return subprocess.run([sys.executable, str(TRAIN_SCRIPT), *train_argv]).returncode
 
 
-def train_and_collect(name: str, output: Path, train_argv: list[str], results_dir: Path, in_process: bool) -> bool:
-    """Train unless `output` holds a finished run; copy its results (and translations) to `results_dir`."""
+def train_and_collect(name: str, output: Path, train_argv: list[str], results_dir: Path, in_process: bool,
+                      with_predictions: bool = True) -> bool:
+    """Train unless `output` holds a finished run; copy its results (and, for the paired tests of report.py, its
+    predictions) to `results_dir`."""
     if not (output / "results.json").exists():
         print(f"[compare] {name}: train.py {' '.join(train_argv)}", flush=True)
         started = time.time()
@@ -60,7 +62,7 @@ def train_and_collect(name: str, output: Path, train_argv: list[str], results_di
         print(f"[compare] {name}: done in {time.time() - started:.0f} s", flush=True)
     results_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(output / "results.json", results_dir / f"{name}.json")
-    for predictions in output.glob("predictions_*.txt"):  # for the paired tests of report.py
+    for predictions in output.glob("predictions_*.txt") if with_predictions else ():
         split = predictions.stem.removeprefix("predictions_")
         shutil.copy(predictions, results_dir / f"{name}.predictions_{split}.txt")
         if (output / f"references_{split}.txt").exists():
@@ -87,7 +89,7 @@ def sweep_learning_rate(args, baseline: str, train_args: list[str]) -> float:
         train_argv = ["--task", args.task, "--dataset_name", args.data, "--output_dir", str(output),
                       "--baseline", baseline, "--seed", "0", *train_args, *shlex.split(args.sweep_args),
                       "--learning_rate", f"{rate:g}"]
-        if not train_and_collect(name, output, train_argv, results_dir, args.in_process):
+        if not train_and_collect(name, output, train_argv, results_dir, args.in_process, with_predictions=False):
             failed = {"task": args.task, "baseline": baseline, "learning_rate": rate, "failed": True,
                       "command": "python examples/train.py " + shlex.join(train_argv)}
             (results_dir / f"{name}.json").write_text(json.dumps(failed, indent=1), encoding="utf-8")

@@ -302,3 +302,23 @@ def test_the_next_learning_rate_is_tried_only_when_the_largest_wins_and_a_failed
     failed = json.loads((tmp_path / "diverged" / "lr-sweep" / "sst2" / "ours-lr0.002.json").read_text())
     assert failed["failed"] and "--learning_rate 0.002" in failed["command"]
     assert best(comparison_report.load_sweep(tmp_path / "diverged")["sst2"]["ours"]) == 1e-3
+
+
+def test_a_run_stopped_part_way_continues_from_its_checkpoint(tmp_path):
+    """compare.py after a kill: the unfinished run resumes (its first steps are not trained again)."""
+    data = sst2(tmp_path / "data")
+    def run(max_steps):
+        argv = ["--task", "sst2", "--data", str(data), "--output-dir", str(tmp_path / "runs"), "--baselines", "ours",
+                "--results-dir", str(tmp_path / "results"), "--model-card", "", "--in-process", "--",
+                *tiny_train_arguments("--max_steps", str(max_steps), "--save_every", "1")]
+        assert compare.main(argv) == 0
+        return json.loads((tmp_path / "results" / "sst2" / "ours-seed0.json").read_text())
+
+    first = run(1)
+    (tmp_path / "runs" / "sst2" / "ours-seed0" / "results.json").unlink()  # as if killed after step 1's checkpoint
+    resumed = run(2)
+    assert resumed["steps"] == 2
+    # step 1's log record (with its measured tokens/s) is the first run's own: step 1 was not trained again
+    first_log, resumed_log = first["history"][0], resumed["history"][0]
+    assert resumed_log["step"] == first_log["step"] == 1
+    assert resumed_log["tokens_per_second"] == first_log["tokens_per_second"]

@@ -5,7 +5,8 @@ same tokenizer, data, number of steps (so the same training tokens), optimiser, 
         -- --num_train_epochs 2 --config_overrides d_model=128,encoder_layers=2,ffn_dim=512
 
 Everything after `--` goes to every train.py run. Each run is a fresh process (so that its peak memory is
-its own) writing to --output_dir/<task>/<model>-seed<N>; a run whose results.json exists is not repeated.
+its own) writing to --output_dir/<task>/<model>-seed<N>; a run whose results.json exists is not repeated, and
+one stopped part-way continues from its newest checkpoint.
 The results.json of every run is copied to --results_dir/<task>/ (committed: the raw results), and the
 tables and plots in model_card.md are regenerated from everything in --results_dir (comparison/report.py).
 A --baseline may also be a Hub model id, to compare with pretrained checkpoints when online.
@@ -32,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, for the shared modules in common/
 
+from common.checkpointing import checkpoints  # noqa: E402
 from comparison.baselines import ARCHITECTURES  # noqa: E402
 from comparison.report import best_learning_rate, load_sweep, write_report  # noqa: E402
 
@@ -55,6 +57,8 @@ def train_and_collect(name: str, output: Path, train_argv: list[str], results_di
     """Train unless `output` holds a finished run; copy its results (and, for the paired tests of report.py, its
     predictions) to `results_dir`."""
     if not (output / "results.json").exists():
+        if checkpoints(output):  # a run stopped part-way (killed, or the machine went down): continue it
+            train_argv = [*train_argv, "--resume"]
         print(f"[compare] {name}: train.py {' '.join(train_argv)}", flush=True)
         started = time.time()
         if run_training(train_argv, in_process) != 0:

@@ -26,6 +26,8 @@ class VanillaTransformerConfig(PreTrainedConfig):
         normalize_before: False = LayerNorm(x + Sublayer(x)) as in the paper (post-LN); True = pre-LN,
             x + Sublayer(LayerNorm(x)) with a final LayerNorm, which trains deeper stacks more stably.
         scale_embedding: multiply embeddings by sqrt(d_model) (Section 3.4).
+        layernorm_embedding: a LayerNorm on the sum of token embeddings and positional encodings, before its
+            dropout (not in the paper; BERT and BART have one).
         tie_word_embeddings: share the source, target and pre-softmax weights (Section 3.4).
         attention_window: None = global (soft) attention over all positions; an integer w = local attention
             in self-attention, where a position attends only to positions at distance <= w (a mask over the
@@ -52,6 +54,7 @@ class VanillaTransformerConfig(PreTrainedConfig):
     positional_encoding: str = "sinusoidal"
     normalize_before: bool = False
     scale_embedding: bool = True
+    layernorm_embedding: bool = False
     tie_word_embeddings: bool = True
     attention_window: int | None = None
     label_smoothing: float = 0.0

@@ -65,7 +65,8 @@ def register_loader() -> None:
             check_convertible(config)
             spec = transformer_spec.TransformerSpec.from_config(
                 (config.encoder_layers, config.decoder_layers), config.num_attention_heads,
-                pre_norm=config.normalize_before, activation=_SUPPORTED_ACTIVATIONS[config.activation_function])
+                pre_norm=config.normalize_before, activation=_SUPPORTED_ACTIVATIONS[config.activation_function],
+                layernorm_embedding=getattr(config, "layernorm_embedding", False))
             self.set_stack(spec.encoder, model.model.encoder)
             self.set_stack(spec.decoder, model.model.decoder)
             self.set_linear(spec.decoder.projection, model.lm_head)
@@ -78,6 +79,8 @@ def register_loader() -> None:
             spec.position_encodings.encodings = positions.table if hasattr(positions, "table") else positions.weight
             self.set_embeddings(spec.embeddings[0] if isinstance(spec.embeddings, list) else spec.embeddings,
                                 stack.embed_tokens)
+            if getattr(stack, "layernorm_embedding", None) is not None:
+                self.set_layer_norm(spec.layernorm_embedding, stack.layernorm_embedding)
             if stack.layer_norm is not None:  # pre-LN: the final layer norm of the stack
                 self.set_layer_norm(spec.layer_norm, stack.layer_norm)
             for layer_spec, layer in zip(spec.layer, stack.layers):

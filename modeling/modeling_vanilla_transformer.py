@@ -367,13 +367,15 @@ class TransformerStack(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
         self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
         self.embed_positions = build_positional_encoding(config)
+        self.layernorm_embedding = nn.LayerNorm(config.d_model) if config.layernorm_embedding else None
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(layer_class(config, i) for i in range(num_layers))
         # pre-LN leaves the last residual stream un-normalised: normalise it once at the end
         self.layer_norm = nn.LayerNorm(config.d_model) if config.normalize_before else None
 
     def embed(self, input_ids, inputs_embeds, past_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(token embeddings, dropout(scaled token embeddings + positional encodings)), each (B, L, d_model)."""
+        """(token embeddings, dropout(scaled token embeddings + positional encodings)), each (B, L, d_model);
+        with config.layernorm_embedding, the sum is layer-normalised before the dropout."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError(f"Pass the {self.stack_name} exactly one of token ids and input embeddings.")
         if inputs_embeds is None:
@@ -382,7 +384,10 @@ class TransformerStack(nn.Module):
         check_sequence_length(past_length + length, self.config, f"The {self.stack_name} input")
         positions = torch.arange(past_length, past_length + length, device=inputs_embeds.device)
         encoded_positions = self.embed_positions(positions).to(inputs_embeds.dtype)
-        return inputs_embeds, self.dropout(inputs_embeds * self.embed_scale + encoded_positions)
+        embedded = inputs_embeds * self.embed_scale + encoded_positions
+        if self.layernorm_embedding is not None:
+            embedded = self.layernorm_embedding(embedded)
+        return inputs_embeds, self.dropout(embedded)
 
     def final_layer_norm(self, hidden_states, all_hidden_states):
         if self.layer_norm is None:

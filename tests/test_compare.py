@@ -322,3 +322,23 @@ def test_a_run_stopped_part_way_continues_from_its_checkpoint(tmp_path):
     first_log, resumed_log = first["history"][0], resumed["history"][0]
     assert resumed_log["step"] == first_log["step"] == 1
     assert resumed_log["tokens_per_second"] == first_log["tokens_per_second"]
+
+
+def test_an_ablation_is_trained_as_asked_and_tabled_apart_from_the_comparison(tmp_path):
+    data = sst2(tmp_path / "data")
+    card = tmp_path / "model_card.md"
+    arguments = tiny_train_arguments("--max_steps", "1")
+    overrides = arguments.index("--config_overrides") + 1
+    arguments[overrides] += ",normalize_before=true"
+    argv = ["--task", "sst2", "--data", str(data), "--output-dir", str(tmp_path / "runs"), "--baselines", "ours",
+            "--results-dir", str(tmp_path / "results"), "--model-card", str(card), "--figures-dir",
+            str(tmp_path / "figures"), "--in-process", "--ablation", "pre-ln", "--", *arguments]
+    assert compare.main(argv) == 0
+
+    result = json.loads((tmp_path / "results" / "ablations" / "sst2" / "ours-pre-ln-seed0.json").read_text())
+    assert result["config"]["normalize_before"] is True  # the variant's model was trained
+    assert not (tmp_path / "results" / "sst2").exists()  # the comparison's own table is untouched
+    text = card.read_text(encoding="utf-8")
+    assert "Ablations" in text and "| ours (Transformer encoder), pre-ln | 1 |" in text
+    with pytest.raises(SystemExit):
+        compare.main([*argv[: argv.index("--ablation") + 1], "pre ln/x", "--", *arguments])

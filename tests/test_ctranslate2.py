@@ -76,15 +76,20 @@ def test_int8_export_is_smaller_and_still_translates(trained_folder, tmp_path):
     assert [t.split()[0] for t in translations] == ["Katze", "Hund", "Pferd"]
 
 
-@pytest.mark.parametrize("variant", [{}, {"normalize_before": True}, {"positional_encoding": "learned"}])
+@pytest.mark.parametrize("variant", [{}, {"normalize_before": True}, {"positional_encoding": "learned"},
+                                     {"layernorm_embedding": True}])
 def test_exported_model_scores_targets_as_ours_does(variant, tokenizer, tmp_path):
-    """Post-LN (the paper's), pre-LN and learned positions: CTranslate2's log-probabilities of a target
-    equal ours, token by token."""
+    """Post-LN (the paper's), pre-LN, learned positions and a LayerNorm on the embeddings: CTranslate2's
+    log-probabilities of a target equal ours, token by token."""
     model = tiny_seq2seq(seed=3, vocab_size=len(tokenizer), **variant)
     torch.nn.init.normal_(model.model.encoder.embed_tokens.weight, std=0.5)  # outputs far from uniform
     if variant.get("positional_encoding") == "learned":
         torch.nn.init.normal_(model.model.encoder.embed_positions.weight, std=0.5)
         torch.nn.init.normal_(model.model.decoder.embed_positions.weight, std=0.5)
+    if variant.get("layernorm_embedding"):  # away from the identity LayerNorm, so that a missing one shows
+        for stack in (model.model.encoder, model.model.decoder):
+            torch.nn.init.normal_(stack.layernorm_embedding.weight, mean=1.0, std=0.5)
+            torch.nn.init.normal_(stack.layernorm_embedding.bias, std=0.5)
     model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
     output = export_ctranslate2(tmp_path / "model", tmp_path / "ct2")

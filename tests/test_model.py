@@ -152,9 +152,13 @@ def test_beam_search_and_sampling_run():
 
 
 @pytest.mark.parametrize("overrides", [{}, {"tie_word_embeddings": False}, {"positional_encoding": "learned"},
-                                       {"normalize_before": True, "attention_window": 2}])
+                                       {"normalize_before": True, "attention_window": 2},
+                                       {"layernorm_embedding": True}])
 def test_save_and_load_give_identical_logits(tmp_path, overrides):
     model = tiny_seq2seq("sdpa", **overrides)
+    for name, parameter in model.named_parameters():  # trained-looking norms, so that a lost one would show
+        if "layernorm_embedding" in name:
+            torch.nn.init.normal_(parameter, mean=1.0 if name.endswith("weight") else 0.0, std=0.5)
     input_ids, attention_mask, targets = padded_batch()
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin"))
@@ -348,3 +352,17 @@ def test_an_id_outside_the_vocabulary_is_named_with_vocab_size(name):
     labels = random_tokens(2, 4)
     labels[:, -1] = -100  # ignored positions are not ids
     assert tiny_seq2seq()(input_ids=random_tokens(2, 6), labels=labels).loss.isfinite()
+
+
+def test_layernorm_embedding_normalises_what_enters_the_first_layer():
+    """layernorm_embedding=True: each position's embedding sum reaches layer 1 with mean 0 and variance 1 (the
+    LayerNorm's initial weight and bias); off (the paper's), it is the plain scaled sum."""
+    input_ids, attention_mask, _ = padded_batch()
+    for enabled in (False, True):
+        model = tiny_seq2seq("sdpa", layernorm_embedding=enabled).eval()
+        _, embedded = model.model.encoder.embed(input_ids, None, past_length=0)
+        mean, variance = embedded.mean(-1), embedded.var(-1, unbiased=False)
+        normalised = torch.allclose(mean, torch.zeros_like(mean), atol=1e-5) and torch.allclose(
+            variance, torch.ones_like(variance), atol=1e-3)
+        assert normalised == enabled
+        assert any("layernorm_embedding" in name for name, _ in model.named_parameters()) == enabled

@@ -19,10 +19,18 @@ use the rate that scored best (--next_learning_rate is tried too when the larges
         --learning_rates 3e-4 1e-3 2e-3 --next_learning_rate 5e-3 --sweep_args="--num_train_epochs 1" -- ...
 
 The sweep's runs go to --output_dir/lr-sweep/<task>/<model>-lr<rate> and --results_dir/lr-sweep/<task>/.
+
+An ablation is a variant run beside the comparison and tabled apart from it, e.g. ours pre-LN:
+
+    python examples/comparison/compare.py --task multi30k-en-de --dataset_name ../shared/data/translation/multi30k \
+        --baselines ours --ablation pre-ln -- --max_steps 500 --config_overrides normalize_before=true
+
+Its runs are <model>-<name>-seed<N> under --output_dir/ablations/<task>/ and --results_dir/ablations/<task>/.
 """
 
 import argparse
 import json
+import re
 import runpy
 import shlex
 import shutil
@@ -40,10 +48,12 @@ from comparison.report import best_learning_rate, load_sweep, write_report  # no
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "train.py"
 
 
-def run_name(baseline: str, seed: int | None = None, learning_rate: float | None = None) -> str:
-    """<model>-seed<N> for a main run, <model>-lr<rate> for a run of the learning-rate sweep."""
+def run_name(baseline: str, seed: int | None = None, learning_rate: float | None = None,
+             ablation: str | None = None) -> str:
+    """<model>-seed<N> for a main run, <model>-lr<rate> for a run of the learning-rate sweep, <model>-<ablation>-seed<N>
+    for a run of an ablation."""
     suffix = f"-seed{seed}" if learning_rate is None else f"-lr{learning_rate:g}"
-    return baseline.replace("/", "--") + suffix
+    return baseline.replace("/", "--") + (f"-{ablation}" if ablation else "") + suffix
 
 
 def run_training(train_argv: list[str], in_process: bool) -> int:
@@ -142,20 +152,25 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep_args", "--sweep-args", dest="sweep_args", default="",
                         help="train.py options of the sweep's short runs, after the shared ones "
                         "(e.g. --sweep_args='--num_train_epochs 1')")
+    parser.add_argument("--ablation", help="name of a variant (say, other --config_overrides after --): its runs and "
+                        "results go to ablations/<task>/ beside the comparison's and are tabled apart")
     parser.add_argument("--sweep_only", "--sweep-only", dest="sweep_only", action="store_true",
                         help="stop after the sweep (its table is written; the main runs are left for later)")
     args = parser.parse_args(argv)
     if (args.next_learning_rate is not None or args.sweep_only) and not args.learning_rates:
         parser.error("--next_learning_rate and --sweep_only need --learning_rates")
+    if args.ablation is not None and not re.fullmatch(r"[A-Za-z0-9._]+(-[A-Za-z0-9._]+)*", args.ablation):
+        parser.error(f"--ablation {args.ablation!r}: use letters, digits, '.', '_' and single '-' (it names files)")
 
-    results_dir = Path(args.results_dir) / args.task
+    variant = Path("ablations") if args.ablation else Path()
+    results_dir = Path(args.results_dir) / variant / args.task
     failed = []
     rates = {baseline: sweep_learning_rate(args, baseline, train_args) for baseline in args.baselines
              } if args.learning_rates else {}
     for seed in [] if args.sweep_only else args.seeds:
         for baseline in args.baselines:
-            name = run_name(baseline, seed)
-            output = Path(args.output_dir) / args.task / name
+            name = run_name(baseline, seed, ablation=args.ablation)
+            output = Path(args.output_dir) / variant / args.task / name
             rate = ["--learning_rate", f"{rates[baseline]:g}"] if baseline in rates else []
             check_finished_rate(output, rates.get(baseline))
             train_argv = ["--task", args.task, "--dataset_name", args.data, "--output_dir", str(output),

@@ -8,7 +8,8 @@ parameters, training tokens/s, training time, latency of the final evaluation, p
 how each row was produced (command, commit, hardware). One plot per task: validation metric against
 training time and against training tokens for every model. Where a learning-rate sweep ran
 (compare.py --learning_rates), its table comes first: each model's validation score at each peak rate,
-and the rate its main runs use.
+and the rate its main runs use. Ablations (compare.py --ablation: variants such as ours pre-LN) get a table of
+their own after the comparison's.
 """
 
 import argparse
@@ -46,6 +47,19 @@ def load_results(results_dir: Path) -> dict:
         result = json.loads(path.read_text(encoding="utf-8"))
         result["results_file"] = path
         runs[result["task"]][result.get("baseline", "ours")].append(result)
+    return runs
+
+
+def load_ablations(results_dir: Path) -> dict:
+    """{task: {"<model>, <ablation>": [results of each seed]}} from
+    results/comparison/ablations/<task>/<model>-<ablation>-seed<N>.json (compare.py --ablation)."""
+    runs = defaultdict(lambda: defaultdict(list))
+    for path in sorted((results_dir / "ablations").glob("*/*.json")):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        result["results_file"] = path
+        model = result.get("baseline", "ours")
+        ablation = path.stem[len(model.replace("/", "--")) + 1 : path.stem.rindex("-seed")]
+        runs[result["task"]][f"{display_name(model, result['task'])}, {ablation}"].append(result)
     return runs
 
 
@@ -245,21 +259,24 @@ def plot_task(task_name: str, models: dict, path: Path) -> None:
 
 
 def report(results_dir: Path, figures_dir: Path) -> str:
-    runs, sweeps = load_results(results_dir), load_sweep(results_dir)
+    runs, sweeps, ablations = load_results(results_dir), load_sweep(results_dir), load_ablations(results_dir)
     lines = [BEGIN]
-    for task_name in sorted(set(runs) | set(sweeps)):
+    for task_name in sorted(set(runs) | set(sweeps) | set(ablations)):
         lines += ["", f"#### {task_name}", ""]
         if task_name in sweeps:
             lines += sweep_table(task_name, sweeps[task_name]) + [""]
-        if task_name not in runs:
-            continue
-        models = runs[task_name]
-        figure = figures_dir / f"comparison_{task_name}.png"
-        figure.parent.mkdir(parents=True, exist_ok=True)
-        plot_task(task_name, models, figure)
-        lines += task_table(task_name, models)
-        lines += ["", f"![{task_name}: validation metric against training time and tokens]({figure.as_posix()})", "",
-                  "How each row was produced:", ""] + provenance(task_name, models)
+        if task_name in runs:
+            models = runs[task_name]
+            figure = figures_dir / f"comparison_{task_name}.png"
+            figure.parent.mkdir(parents=True, exist_ok=True)
+            plot_task(task_name, models, figure)
+            lines += task_table(task_name, models)
+            lines += ["", f"![{task_name}: validation metric against training time and tokens]({figure.as_posix()})",
+                      "", "How each row was produced:", ""] + provenance(task_name, models)
+        if task_name in ablations:
+            lines += ["", "Ablations (`compare.py --ablation`; each row names its model and variant):", ""]
+            lines += task_table(task_name, ablations[task_name])
+            lines += ["", "How each ablation row was produced:", ""] + provenance(task_name, ablations[task_name])
     return "\n".join(lines + ["", END])
 
 

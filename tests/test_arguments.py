@@ -7,7 +7,9 @@ import tiny_datasets  # noqa: F401  (puts examples/ on sys.path)
 import average_checkpoints
 import evaluate_model
 import source_dependence
+import train
 from benchmark import benchmark
+from comparison import compare
 
 MODEL_ARGS = ["--model", "unused", "--task", "multi30k-en-de", "--data", "unused", "--split", "val"]
 
@@ -27,3 +29,14 @@ def test_a_count_below_its_minimum_is_an_error_naming_the_option(main, argv, mes
         main(argv)
     assert exit_info.value.code == 2  # argparse's usage error
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("main", [train.main, evaluate_model.main, source_dependence.main, average_checkpoints.main,
+                                  benchmark.main, compare.main])
+def test_help_prints_every_option(main, capsys):
+    """--help works (a '%' in an option's help, as in "95% intervals", once made argparse fail)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "--help" in out

@@ -41,7 +41,7 @@ def positive_number(text: str) -> float:
 
 def option(help: str, default=None, minimum=None, aliases=None, required=False, **extra):
     """A dataclass field: `minimum` is checked after parsing (0 for >= 0, 1 for >= 1, 'positive' for > 0)."""
-    metadata = {"help": help, **extra}
+    metadata = {"help": help.replace("%", "%%"), **extra}  # argparse %-formats help texts ("95%" broke --help)
     if aliases:
         metadata["aliases"] = aliases
     if minimum is not None:

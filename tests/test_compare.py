@@ -342,3 +342,22 @@ def test_an_ablation_is_trained_as_asked_and_tabled_apart_from_the_comparison(tm
     assert "Ablations" in text and "| ours (Transformer encoder), pre-ln | 1 |" in text
     with pytest.raises(SystemExit):
         compare.main([*argv[: argv.index("--ablation") + 1], "pre ln/x", "--", *arguments])
+
+
+def test_t5_drops_out_where_ours_does_and_not_inside_attention_or_the_feed_forward(tokenizer):
+    """T5 uses one dropout rate everywhere; as a baseline it gets ours': on its residual branches (so training
+    is still random) but not on the attention weights (ours' attention_dropout, 0) nor inside the FFN."""
+    task = get_task("sst2")
+    ours = build_model(task, tokenizer, COMPARISON_MODEL.replace("dropout=0.0", "dropout=0.3"))
+    wrapper, _ = baselines.build_baseline("t5", ours, task, tokenizer, label_smoothing=0.0)
+    wrapper.train()
+    t5 = wrapper.model
+    hidden = torch.randn(2, 5, t5.config.d_model)
+    attention = t5.transformer.encoder.block[0].layer[0].SelfAttention
+    feed_forward = t5.transformer.encoder.block[0].layer[1].DenseReluDense
+    assert torch.equal(attention(hidden)[0], attention(hidden)[0])
+    assert torch.equal(feed_forward(hidden), feed_forward(hidden))
+    batch = seq2seq_batch(tokenizer)
+    first, second = (wrapper(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                     for _ in range(2))
+    assert not torch.equal(first, second)  # the residual dropout, at ours' rate

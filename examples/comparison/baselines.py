@@ -41,6 +41,7 @@ from transformers import (
     T5ForSequenceClassification,
 )
 from transformers.modeling_outputs import Seq2SeqLMOutput, SequenceClassifierOutput
+from transformers.models.t5.modeling_t5 import T5Attention, T5DenseActDense
 
 from common.checkpointing import load_averaged_weights
 
@@ -200,7 +201,16 @@ def architecture_builders(ours, task, tokenizer) -> dict:
                           dropout_rate=dropout,
                           feed_forward_proj="relu", decoder_start_token_id=tokenizer.bos_token_id, **special,
                           **labels)
-        return T5ForSequenceClassification(config) if classify else T5ForConditionalGeneration(config)
+        model = T5ForSequenceClassification(config) if classify else T5ForConditionalGeneration(config)
+        # T5 drops out at one rate everywhere, also on the attention weights and inside the feed-forward
+        # network; ours (and BERT and GPT-2 as built here) use attention_dropout there and nothing inside the
+        # FFN. The same dropout for every model: T5's rate on its residual branches and embeddings only.
+        for module in model.modules():
+            if isinstance(module, T5Attention):
+                module.dropout = c.attention_dropout
+            elif isinstance(module, T5DenseActDense):
+                module.dropout = nn.Dropout(0.0)
+        return model
 
     def bert_config(ffn, layers, **extra):
         return BertConfig(vocab_size=vocab, hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads,

@@ -304,6 +304,42 @@ def test_the_next_learning_rate_is_tried_only_when_the_largest_wins_and_a_failed
     assert best(comparison_report.load_sweep(tmp_path / "diverged")["sst2"]["ours"]) == 1e-3
 
 
+def test_a_sweep_is_decided_by_its_own_runs_not_by_an_earlier_sweeps_results(tmp_path, monkeypatch):
+    """results_dir may hold an earlier sweep's runs (another commit): a better score there must neither skip
+    this sweep's next rate nor be chosen."""
+    trained = []
+
+    def fake_training(scores):
+        def train_and_collect(name, output, train_argv, results_dir, in_process, with_predictions=True):
+            rate = float(train_argv[train_argv.index("--learning_rate") + 1])
+            trained.append(rate)
+            result = {"task": "sst2", "baseline": "ours", "commit": "1" * 40, "arguments": {"learning_rate": rate},
+                      "evaluation": {"dev": {"accuracy": scores[rate]}}}
+            (results_dir / f"{name}.json").write_text(json.dumps(result))
+            return True
+        return train_and_collect
+
+    def sweep(scores):
+        trained.clear()
+        sweep_dir = tmp_path / "results" / "lr-sweep" / "sst2"
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        earlier = {"task": "sst2", "baseline": "ours", "commit": "0" * 40, "arguments": {"learning_rate": 5e-3},
+                   "evaluation": {"dev": {"accuracy": 99.0}}}
+        (sweep_dir / "ours-lr0.005.json").write_text(json.dumps(earlier))
+        monkeypatch.setattr(compare, "train_and_collect", fake_training(scores))
+        argv = ["--task", "sst2", "--data", "unused", "--baselines", "ours", "--results-dir", str(tmp_path / "results"),
+                "--model-card", "", "--learning_rates", "3e-4", "1e-3", "2e-3", "--next_learning_rate", "5e-3",
+                "--sweep_only"]
+        assert compare.main(argv) == 0
+        return comparison_report.best_learning_rate(comparison_report.load_sweep(tmp_path / "results")["sst2"]["ours"])
+
+    # 2e-3 wins among the listed rates: 5e-3 is trained again, and its new score decides
+    assert sweep({3e-4: 70.0, 1e-3: 81.2, 2e-3: 81.4, 5e-3: 80.0}) == 2e-3 and trained == [3e-4, 1e-3, 2e-3, 5e-3]
+    # 1e-3 wins: 5e-3 is not part of this sweep, so the earlier run's 99.0 is removed rather than chosen
+    assert sweep({3e-4: 70.0, 1e-3: 81.2, 2e-3: 75.0}) == 1e-3 and trained == [3e-4, 1e-3, 2e-3]
+    assert not (tmp_path / "results" / "lr-sweep" / "sst2" / "ours-lr0.005.json").exists()
+
+
 def test_a_run_stopped_part_way_continues_from_its_checkpoint(tmp_path):
     """compare.py after a kill: the unfinished run resumes (its first steps are not trained again)."""
     data = sst2(tmp_path / "data")

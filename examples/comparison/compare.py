@@ -92,13 +92,19 @@ def sweep_learning_rate(args, baseline: str, train_args: list[str]) -> float:
     rates = list(args.learning_rates)
     if args.next_learning_rate is not None:
         rates.append(args.next_learning_rate)
-    def best():
-        return best_learning_rate(load_sweep(Path(args.results_dir))[args.task][baseline])
+    def best(swept):  # only this sweep's rates: results_dir may hold runs of an earlier sweep (another commit)
+        runs = load_sweep(Path(args.results_dir))[args.task][baseline]
+        return best_learning_rate({rate: runs[rate] for rate in swept if rate in runs})
 
     for index, rate in enumerate(rates):
-        if index == len(args.learning_rates) and best() != max(args.learning_rates):
-            break  # the next rate: only when the largest listed one won
         name = run_name(baseline, learning_rate=rate)
+        if index == len(args.learning_rates) and best(args.learning_rates) != max(args.learning_rates):
+            stale = results_dir / f"{name}.json"  # the next rate: only when the largest listed one won
+            if stale.exists():
+                print(f"[compare] {baseline}: {stale} is not part of this sweep; removed", flush=True)
+                stale.unlink()
+            del rates[index:]
+            break
         output = Path(args.output_dir) / "lr-sweep" / args.task / name
         train_argv = ["--task", args.task, "--dataset_name", args.data, "--output_dir", str(output),
                       "--baseline", baseline, "--seed", "0", *train_args, *shlex.split(args.sweep_args),
@@ -107,7 +113,7 @@ def sweep_learning_rate(args, baseline: str, train_args: list[str]) -> float:
             failed = {"task": args.task, "baseline": baseline, "learning_rate": rate, "failed": True,
                       "command": "python examples/train.py " + shlex.join(train_argv)}
             (results_dir / f"{name}.json").write_text(json.dumps(failed, indent=1), encoding="utf-8")
-    rate = best()
+    rate = best(rates)
     if rate is None:
         raise SystemExit(f"[compare] {baseline}: every learning rate of the sweep failed; see {results_dir}")
     print(f"[compare] {baseline}: learning rate {rate:g} (best validation score of the sweep)", flush=True)

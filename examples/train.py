@@ -15,9 +15,11 @@ micro-batches.
 
 Writes to --output_dir: checkpoints/step-N (accelerator.save_state; --resume continues from the newest
 one, exactly), tensorboard/ (Accelerate's tracker), model/ (the Hub-ready model folder of the best
-validation checkpoint), results.json and learning_curves.png.
+validation checkpoint), results.json, learning_curves.png, and per evaluated split the predictions
+(predictions_<split>.txt) beside their references (references_<split>.txt, or .jsonl for summaries).
 """
 
+import json
 import logging
 import math
 import os
@@ -399,9 +401,15 @@ def finish(task, source, arguments, tokenizer, accelerator, progress, started, m
                                                autocast=accelerator.autocast)
         scores["ms_per_record"] = 1000 * (time.time() - evaluation_started) / max(len(records), 1)
         evaluation[split] = scores
+        # One line per record (a summary's line breaks become spaces, as ROUGE's tokenizer reads them), and the
+        # references beside them, for paired significance tests between runs; a summary's references (maybe
+        # several, maybe with line breaks) as one JSON list per line.
         with open(output_dir / f"predictions_{split}.txt", "w", encoding="utf-8") as f:
-            f.writelines(f"{p}\n" for p in predictions)
-        if task.kind != "summarization":  # beside the predictions, for paired significance tests between runs
+            f.writelines(f"{' '.join(p.splitlines()) if isinstance(p, str) else p}\n" for p in predictions)
+        if task.kind == "summarization":
+            with open(output_dir / f"references_{split}.jsonl", "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(record.get("references") or [record["target"]]) + "\n" for record in records)
+        else:
             with open(output_dir / f"references_{split}.txt", "w", encoding="utf-8") as f:
                 f.writelines(f"{record['target']}\n" for record in records)
         logger.info("%s (%d records, %s): %s", split, len(records),

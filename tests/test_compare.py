@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
 
-from tiny_datasets import multi30k, sst2, train_arguments
+from tiny_datasets import multi30k, samsum, sst2, train_arguments
 from vanilla_transformer.tokenization import VanillaTransformerTokenizer
 
 import train
@@ -27,7 +27,7 @@ def tiny_train_arguments(*extra):
     return arguments + list(extra)
 
 
-@pytest.mark.parametrize("task_name, write_data", [("multi30k-en-de", multi30k), ("sst2", sst2)])
+@pytest.mark.parametrize("task_name, write_data", [("multi30k-en-de", multi30k), ("sst2", sst2), ("samsum", samsum)])
 def test_every_baseline_runs_through_the_harness_and_the_report(task_name, write_data, tmp_path):
     data = write_data(tmp_path / "data")
     card = tmp_path / "model_card.md"
@@ -52,8 +52,10 @@ def test_every_baseline_runs_through_the_harness_and_the_report(task_name, write
     assert len(table) == 1 + len(baselines.ARCHITECTURES)  # header + one row per model
     # predictions kept beside the results: each model tested against ours
     split = get_task(task_name).validation_split
-    assert (tmp_path / "results" / task_name / f"references_{split}.txt").exists()
-    tested = "BLEU / chrF" if task_name == "multi30k-en-de" else "accuracy"
+    references = tmp_path / "results" / task_name / f"references_{split}.{'jsonl' if task_name == 'samsum' else 'txt'}"
+    predictions = (tmp_path / "results" / task_name / f"ours-seed0.predictions_{split}.txt").read_text().splitlines()
+    assert len(references.read_text().splitlines()) == len(predictions) > 0  # one line per record, aligned
+    tested = {"multi30k-en-de": "BLEU / chrF", "sst2": "accuracy", "samsum": "ROUGE-1 / ROUGE-2 / ROUGE-L"}[task_name]
     assert f"p vs ours, {tested}" in table[0] and "paired bootstrap" in text
     assert (tmp_path / "figures" / f"comparison_{task_name}.png").stat().st_size > 0
 
@@ -94,6 +96,26 @@ def test_paired_bootstrap_of_accuracy_finds_a_clear_difference_and_not_a_chance_
     p = comparison_report.paired_bootstrap_accuracy(ours, {"worse": worse, "chance": chance, "same": ours}, labels)
     assert p["worse"]["accuracy"] < 0.05 < p["chance"]["accuracy"]
     assert p["same"]["accuracy"] == 1.0
+
+
+def test_paired_bootstrap_of_rouge_finds_a_clear_difference_and_not_a_chance_one():
+    """Summaries scored against the best of their references: one that keeps a third of the words differs
+    significantly from ours; one with errors of the same rate as ours does not."""
+    import random
+
+    rng = random.Random(0)
+    words = "amanda jerry will call the bank about her cookies tomorrow and tom is late again".split()
+    references = [[" ".join(rng.choice(words) for _ in range(12)), "an unrelated second reference"] for _ in range(150)]
+
+    def noisy():
+        return [" ".join(w if rng.random() > 0.3 else rng.choice(words) for w in refs[0].split()) for refs in references]
+
+    ours, chance = noisy(), noisy()
+    worse = [" ".join(refs[0].split()[:4]) for refs in references]
+    p = comparison_report.paired_bootstrap_rouge(ours, {"worse": worse, "chance": chance, "same": ours}, references,
+                                                 n_samples=300)
+    assert all(p["worse"][name] < 0.05 < p["chance"][name] for name in ("ROUGE-1", "ROUGE-2", "ROUGE-L"))
+    assert p["same"] == {"ROUGE-1": 1.0, "ROUGE-2": 1.0, "ROUGE-L": 1.0}
 
 
 def test_mean_and_standard_deviation_over_seeds():

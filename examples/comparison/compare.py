@@ -79,8 +79,8 @@ def train_and_collect(name: str, output: Path, train_argv: list[str], results_di
     for predictions in output.glob("predictions_*.txt") if with_predictions else ():
         split = predictions.stem.removeprefix("predictions_")
         shutil.copy(predictions, results_dir / f"{name}.predictions_{split}.txt")
-        if (output / f"references_{split}.txt").exists():
-            shutil.copy(output / f"references_{split}.txt", results_dir / f"references_{split}.txt")
+        for references in output.glob(f"references_{split}.*"):  # .txt, or .jsonl for summaries
+            shutil.copy(references, results_dir / references.name)
     return True
 
 

@@ -128,23 +128,54 @@ def paired_bootstrap(ours: list[str], others: dict[str, list[str]], references: 
     return {names[i]: {metric: columns[metric][i].p_value for metric in ("BLEU", "chrF")} for i in range(1, len(names))}
 
 
-def paired_bootstrap_accuracy(ours: list[str], others: dict[str, list[str]], references: list[str],
-                              n_samples: int = 1000, seed: int = 0) -> dict:
-    """{model: {"accuracy": p}}: paired bootstrap resampling of the dev examples, two-sided: how often the
-    resampled difference in accuracy to ours, centred on its mean, is as far from zero as the observed one."""
+def paired_bootstrap_of_records(ours, others: dict, names: list[str], n_samples: int = 1000,
+                                seed: int = 0) -> dict:
+    """{model: {name: p}}: paired bootstrap resampling of per-record scores (records x metrics arrays), two-sided:
+    how often the resampled mean difference to ours, centred on its mean, is as far from zero as the observed
+    one."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    truth = np.array(references)
-    resamples = rng.integers(0, len(truth), size=(n_samples, len(truth)))
-    right_ours = np.array(ours) == truth
+    resamples = rng.integers(0, len(ours), size=(n_samples, len(ours)))
     p_values = {}
-    for model, predictions in others.items():
-        difference = (np.array(predictions) == truth).astype(float) - right_ours
+    for model, scores in others.items():
+        difference = scores - ours
         resampled = difference[resamples].mean(axis=1)
-        extreme = np.abs(resampled - resampled.mean()) >= abs(difference.mean())
-        p_values[model] = {"accuracy": (1 + extreme.sum()) / (1 + n_samples)}
+        extreme = np.abs(resampled - resampled.mean(axis=0)) >= np.abs(difference.mean(axis=0))
+        p_values[model] = dict(zip(names, ((1 + extreme.sum(axis=0)) / (1 + n_samples)).tolist()))
     return p_values
+
+
+def paired_bootstrap_accuracy(ours: list[str], others: dict[str, list[str]], references: list[str],
+                              n_samples: int = 1000, seed: int = 0) -> dict:
+    """{model: {"accuracy": p}}: paired bootstrap resampling of the dev examples (paired_bootstrap_of_records)."""
+    import numpy as np
+
+    truth = np.array(references)
+
+    def right(predictions):
+        return (np.array(predictions) == truth).astype(float)[:, None]
+
+    return paired_bootstrap_of_records(right(ours), {model: right(p) for model, p in others.items()}, ["accuracy"],
+                                       n_samples, seed)
+
+
+def paired_bootstrap_rouge(ours: list[str], others: dict[str, list[str]], references: list[list[str]],
+                           n_samples: int = 1000, seed: int = 0) -> dict:
+    """{model: {"ROUGE-1": p, "ROUGE-2": p, "ROUGE-L": p}}: paired bootstrap resampling of each summary's ROUGE
+    F1, scored as the task's metric module scores (rouge_score, Porter stemmer, the best of the references)."""
+    import numpy as np
+    from rouge_score import rouge_scorer
+
+    names = ["rouge1", "rouge2", "rougeL"]
+    scorer = rouge_scorer.RougeScorer(names, use_stemmer=True)
+
+    def f1(predictions):
+        return np.array([[score[name].fmeasure for name in names]
+                         for score in map(scorer.score_multi, references, predictions)])
+
+    return paired_bootstrap_of_records(f1(ours), {model: f1(p) for model, p in others.items()},
+                                       ["ROUGE-1", "ROUGE-2", "ROUGE-L"], n_samples, seed)
 
 
 def paired_tests(models: dict) -> tuple[str, dict]:
@@ -155,7 +186,8 @@ def paired_tests(models: dict) -> tuple[str, dict]:
     if ours is None:
         return "", {}
     folder, split = ours["results_file"].parent, final_scores(ours)["split"]
-    references = folder / f"references_{split}.txt"
+    kind = get_task(ours["task"]).kind
+    references = folder / f"references_{split}.{'jsonl' if kind == 'summarization' else 'txt'}"
 
     def predictions(run):
         path = run["results_file"].with_suffix(f".predictions_{split}.txt")
@@ -166,8 +198,11 @@ def paired_tests(models: dict) -> tuple[str, dict]:
     others = {model: lines for model, lines in others.items() if lines is not None}
     if not references.exists() or predictions(ours) is None or not others:
         return split, {}
-    test = paired_bootstrap_accuracy if get_task(ours["task"]).kind == "classification" else paired_bootstrap
-    return split, test(predictions(ours), others, read_lines(references))
+    test = {"classification": paired_bootstrap_accuracy, "summarization": paired_bootstrap_rouge}.get(kind, paired_bootstrap)
+    reference_lines = read_lines(references)
+    if kind == "summarization":  # one JSON list of references per record
+        reference_lines = [json.loads(line) for line in reference_lines]
+    return split, test(predictions(ours), others, reference_lines)
 
 
 def mean_std(values: list[float], digits: int = 1) -> str:
@@ -190,8 +225,8 @@ def task_table(task_name: str, models: dict) -> list[str]:
     metrics = METRICS[task.metric]
     split = final_scores(next(iter(models.values()))[0])["split"]
     latency = "ms per dialogue" if task.name == "samsum" else "ms per record"
-    tested_split, p_values = paired_tests(models) if task.kind != "summarization" else ("", {})
-    tested = next(iter(p_values.values()), {})  # the metrics tested: BLEU and chrF, or accuracy
+    tested_split, p_values = paired_tests(models)
+    tested = next(iter(p_values.values()), {})  # the metrics tested: BLEU and chrF, ROUGE, or accuracy
     header = (["model", "seeds"] + [f"{m} ({split})" for m in metrics] +
               ([f"p vs ours, {' / '.join(tested)}"] if p_values else []) +
               ["parameters", "size knob", "train tokens/s", "train time (s)", f"eval {latency}", "peak train MiB"])
@@ -215,7 +250,7 @@ def task_table(task_name: str, models: dict) -> list[str]:
     if p_values:
         test = ("sacreBLEU's paired bootstrap resampling (1,000 resamples) of the seed-0 translations"
                 if task.kind == "translation" else "paired bootstrap resampling (1,000 resamples, two-sided) of the "
-                "seed-0 predictions")
+                f"seed-0 {'summaries' if task.kind == 'summarization' else 'predictions'}")
         lines += ["", f"p: {test} of {tested_split} against ours; * marks a significant difference (p < 0.05)."]
     return lines
 

@@ -67,8 +67,10 @@ def main(argv=None) -> int:
     started = time.time()
     metrics, predictions = evaluate_records(model, tokenizer, task, records, n_bootstrap=args.n_bootstrap,
                                             batch_size=args.batch_size, num_beams=args.num_beams, autocast=autocast)
-    report = {"model": args.model, "task": task.name, "split": args.split, "records": len(records),
-              "seconds": round(time.time() - started, 1), **metrics}
+    decoding = {} if task.head == "classification" else {
+        "num_beams": args.num_beams or task.num_beams, "length_penalty": task.length_penalty}
+    report = {"model": args.model, "task": task.name, "split": args.split, "records": len(records), **decoding,
+              "bf16": args.bf16, "seconds": round(time.time() - started, 1), **metrics}
     print(json.dumps(report, indent=2))
     if args.output:
         output = Path(args.output)

@@ -79,3 +79,29 @@ def test_trainer_compute_metrics_decodes_generated_ids_and_labels(tokenizer):
     assert compute_metrics(EvalPrediction(predictions=ids, label_ids=labels))["bleu"] == pytest.approx(100.0)
     worse = compute_metrics(EvalPrediction(predictions=ids[::-1].copy(), label_ids=labels))
     assert worse["bleu"] < 50
+
+
+def test_the_length_penalty_option_reaches_beam_search(tokenizer):
+    """`--length_penalty` (train.py, evaluate_model.py) replaces the task's alpha in the beam search that scores
+    a model: a larger one favours longer outputs. The model here ends a sentence often (its end-of-sequence
+    embedding, shared with the output layer, scaled up), so the beams end at different lengths."""
+    import torch
+    from conftest import CORPUS, tiny_config
+    from vanilla_transformer.modeling import VanillaTransformerForConditionalGeneration
+
+    from common.arguments import DataArguments
+    from common.evaluation import predict
+
+    torch.manual_seed(0)
+    model = VanillaTransformerForConditionalGeneration(
+        tiny_config(vocab_size=len(tokenizer), max_position_embeddings=128)).eval()  # up to 96 new tokens
+    with torch.no_grad():
+        model.get_input_embeddings().weight[tokenizer.eos_token_id] *= 3
+
+    def mean_length(**option):
+        task = DataArguments(task="multi30k-en-de", **option).load_task()
+        outputs = predict(model, tokenizer, task, CORPUS * 2)
+        return task.length_penalty, sum(len(tokenizer.tokenize(o)) for o in outputs) / len(outputs)
+
+    (default, short), (given, long) = mean_length(), mean_length(length_penalty=5.0)
+    assert (default, given) == (0.6, 5.0) and long > short + 10

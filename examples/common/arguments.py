@@ -71,15 +71,19 @@ class DataArguments:
                                            "(default: label)")
     max_source_length: int | None = option("truncate sources to this many tokens", minimum=1)
     max_target_length: int | None = option("truncate targets to this many tokens", minimum=1)
+    length_penalty: float | None = option("beam search's length penalty alpha: a beam's log-probability is "
+                                          "divided by its length to this power, so larger values favour longer "
+                                          "outputs (default: the task's; 0.6, the paper's, for translation)")
 
     def load_task(self):
-        """The preset or task kind, with the columns, languages and lengths given on the command line."""
+        """The preset or task kind, with the columns, languages, lengths and length penalty given on the command
+        line."""
         columns = {"translation": (self.source_lang, self.target_lang),
                    "summarization": (self.text_column, self.summary_column),
                    "classification": (self.text_column_name, self.label_column_name)}
         source, target = columns[get_task(self.task).kind]
         task = get_task(self.task, source=source, target=target, max_source_length=self.max_source_length,
-                        max_target_length=self.max_target_length)
+                        max_target_length=self.max_target_length, length_penalty=self.length_penalty)
         if task.kind == "translation" and not (task.source and task.target):
             raise ValueError("a translation task needs --source_lang and --target_lang")
         return task

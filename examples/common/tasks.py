@@ -55,10 +55,11 @@ GENERIC_DEFAULTS = {"vocab_size": 8000, "model": SMALL_MODEL, "learning_rate": 1
                     "max_tokens": 4096}
 
 
-def multi30k(source: str, target: str, **recipe) -> Task:
+def multi30k(source: str, target: str, length_penalty: float = Task.length_penalty, **recipe) -> Task:
     """A Multi30k direction; `recipe` replaces entries of the shared recipe for this direction only."""
     return Task(
         name=f"multi30k-{source}-{target}", kind="translation", source=source, target=target,
+        length_penalty=length_penalty,
         validation_split="val", test_split="test_2016_flickr",
         hub_dataset="bentrevett/multi30k" if {source, target} == {"en", "de"} else None,  # en-de only on the Hub
         hub_splits={"val": "validation", "test_2016_flickr": "test"},

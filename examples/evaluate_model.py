@@ -12,6 +12,7 @@ writes them, with the predictions, next to --output if given.
 """
 
 import json
+import shlex
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -23,6 +24,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassificati
 from common.arguments import DataArguments, option, parse
 from common.data import DataError, encode_labels, load_records
 from common.evaluation import evaluate_records
+from common.run_info import git_commit, machine
 from comparison.baselines import METADATA, load_model
 
 
@@ -70,7 +72,9 @@ def main(argv=None) -> int:
     decoding = {} if task.head == "classification" else {
         "num_beams": args.num_beams or task.num_beams, "length_penalty": task.length_penalty}
     report = {"model": args.model, "task": task.name, "split": args.split, "records": len(records), **decoding,
-              "bf16": args.bf16, "seconds": round(time.time() - started, 1), **metrics}
+              "bf16": args.bf16, "seconds": round(time.time() - started, 1), **metrics,
+              "command": shlex.join(["evaluate_model.py", *(sys.argv[1:] if argv is None else argv)]),
+              "commit": git_commit(), "hardware": {**machine(), "device": device}}
     print(json.dumps(report, indent=2))
     if args.output:
         output = Path(args.output)

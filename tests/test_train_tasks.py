@@ -74,6 +74,11 @@ def test_task_trains_saves_and_scores_end_to_end(task_name, tmp_path):
     assert scores[f"{main}_ci95"][0] <= scores[main] <= scores[f"{main}_ci95"][1]
     assert EXPECTED_METRICS[task.metric] <= set(scores)
     assert len(report.with_suffix(".predictions.txt").read_text().splitlines()) == scores["records"]
+    # where the scores came from: the command, the code and the machine, and how it decoded
+    assert scores["command"].startswith("evaluate_model.py --model ") and "--num_beams 2" in scores["command"]
+    assert scores["commit"] and scores["hardware"]["cpu"] and scores["hardware"]["torch"]
+    if task.head != "classification":
+        assert (scores["num_beams"], scores["length_penalty"]) == (2, task.length_penalty)
 
 
 @pytest.mark.parametrize("task_name", ["multi30k-en-de", "sst2"])

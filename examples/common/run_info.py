@@ -28,13 +28,17 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def hardware(accelerator) -> dict:
-    info = {"cpu": cpu_name(), "cpu_threads": torch.get_num_threads(), "processes": accelerator.num_processes,
-            "device": str(accelerator.device), "distributed_type": str(accelerator.distributed_type),
-            "mixed_precision": accelerator.mixed_precision, "torch": torch.__version__}
+def machine() -> dict:
+    """The processor, its PyTorch threads, the GPU if any, and the PyTorch version."""
+    info = {"cpu": cpu_name(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def hardware(accelerator) -> dict:
+    return {**machine(), "processes": accelerator.num_processes, "device": str(accelerator.device),
+            "distributed_type": str(accelerator.distributed_type), "mixed_precision": accelerator.mixed_precision}
 
 
 def plot_learning_curves(history: list[dict], task: Task, path: Path) -> None:

@@ -37,3 +37,27 @@ def test_a_changed_result_makes_the_check_fail(tmp_path):
     assert write_model_card.main(["--card", str(card), "--check"]) == 1
     assert write_model_card.main(["--card", str(card)]) == 0 and write_model_card.main(["--card", str(card), "--check"]) == 0
     assert "99.9" not in card.read_text() and "## Side by side" in card.read_text()
+
+
+def test_a_redecoded_run_shows_its_val_sweep_and_the_best_val_setting_on_test(tmp_path, monkeypatch):
+    """The length penalty is chosen on val (best cased BLEU) and only the chosen one is shown on test."""
+    folder = tmp_path / "results" / "task" / "length-penalty"
+    folder.mkdir(parents=True)
+
+    def report(split, alpha, bleu):
+        scores = {"bleu": bleu, "bleu_ci95": [bleu - 1, bleu + 1], "bleu_lowercase": bleu + 0.1, "chrf": 60.0}
+        (folder / f"{split}-{alpha}.json").write_text(json.dumps({
+            "split": split, "length_penalty": alpha, "num_beams": 4, "bf16": True, "seconds": 60.0,
+            "command": f"evaluate_model.py --split {split} --length_penalty {alpha}", "commit": "a" * 40,
+            "hardware": {"cpu": "Some CPU", "cpu_threads": 2}, **scores}))
+
+    for alpha, bleu in [(0.6, 40.1), (2.0, 40.9), (3.0, 40.4)]:
+        report("val", alpha, bleu)
+    report("test", 0.6, 45.0)  # a better test score must not decide
+    report("test", 2.0, 39.7)
+    monkeypatch.setattr(write_model_card, "ROOT", tmp_path)
+    text = "\n".join(write_model_card.redecoded_text("task/length-penalty/val-*.json",
+                                                     "task/length-penalty/test-*.json"))
+    assert "2.0 scores best" in text and "| 3.0 | 40.40 |" in text
+    assert "| test | 39.7 [38.7, 40.7] |" in text and "45.0" not in text
+    assert "`evaluate_model.py --split test --length_penalty 2.0`: commit `aaaaaaa`; Some CPU, 2 threads, bf16" in text

@@ -173,7 +173,7 @@ def readme_summary(task_runs: list[tuple]) -> str:
             if heading in REDECODED and (found := redecoded(*REDECODED[heading])):  # the preset's decoding since
                 _, chosen, test = found
                 evaluation = {r["split"]: r for r in (chosen, test)}
-                where += f" decoded with length penalty {chosen['length_penalty']:.1f}"
+                where += f" decoded with length penalty {chosen['length_penalty']:.1f} (commit `{test['commit'][:7]}`)"
             for split, values in evaluation.items():
                 metric, name = next((m, n) for m, n in MAIN_METRICS if m in values)
                 low, high = values[f"{metric}_ci95"]

@@ -23,7 +23,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassificati
 
 from common.arguments import DataArguments, option, parse
 from common.data import DataError, encode_labels, load_records
-from common.evaluation import evaluate_records
+from common.evaluation import evaluate_records, write_predictions
 from common.run_info import git_commit, machine
 from comparison.baselines import METADATA, load_model
 
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         output = Path(args.output)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        output.with_suffix(".predictions.txt").write_text("".join(f"{p}\n" for p in predictions), encoding="utf-8")
+        write_predictions(output.with_suffix(".predictions.txt"), predictions)
     return 0
 
 

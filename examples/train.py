@@ -40,7 +40,7 @@ from common.batching import collate, count_items, count_tokens, length_grouped_b
 from common.batching import tokenize_records, validation_loss
 from common.checkpointing import Progress, checkpoints, save_checkpoint, save_model_folder
 from common.data import DataError, encode_labels, infer_labels, load_records
-from common.evaluation import evaluate_records
+from common.evaluation import evaluate_records, references_of, write_predictions
 from common.models import apply_overrides, build_model, build_optimizer
 from common.peak_memory import peak_memory_since, start_peak_memory
 from common.run_info import git_commit, write_results
@@ -401,14 +401,12 @@ def finish(task, source, arguments, tokenizer, accelerator, progress, started, m
                                                autocast=accelerator.autocast)
         scores["ms_per_record"] = 1000 * (time.time() - evaluation_started) / max(len(records), 1)
         evaluation[split] = scores
-        # One line per record (a summary's line breaks become spaces, as ROUGE's tokenizer reads them), and the
-        # references beside them, for paired significance tests between runs; a summary's references (maybe
-        # several, maybe with line breaks) as one JSON list per line.
-        with open(output_dir / f"predictions_{split}.txt", "w", encoding="utf-8") as f:
-            f.writelines(f"{' '.join(p.splitlines()) if isinstance(p, str) else p}\n" for p in predictions)
+        # the references beside the predictions, for paired significance tests between runs; a summary's
+        # references (maybe several, maybe with line breaks) as one JSON list per line
+        write_predictions(output_dir / f"predictions_{split}.txt", predictions)
         if task.kind == "summarization":
             with open(output_dir / f"references_{split}.jsonl", "w", encoding="utf-8") as f:
-                f.writelines(json.dumps(record.get("references") or [record["target"]]) + "\n" for record in records)
+                f.writelines(json.dumps(references) + "\n" for references in references_of(task, records))
         else:
             with open(output_dir / f"references_{split}.txt", "w", encoding="utf-8") as f:
                 f.writelines(f"{record['target']}\n" for record in records)

@@ -24,13 +24,24 @@ def load_metric(kind: str):
     return evaluate.load(str(METRIC_MODULES / MODULE_OF_KIND[kind]))
 
 
+def references_of(task: Task, records: list[dict]) -> list:
+    """What each record is scored against: its label, or the list of its references (AESLC has several)."""
+    if task.kind == "classification":
+        return [record["target"] for record in records]
+    return [record.get("references") or [record["target"]] for record in records]
+
+
 def score(task: Task, predictions: list, records: list[dict], n_bootstrap: int = 0) -> dict:
     """The task's metrics; with n_bootstrap, also their 95% bootstrap intervals (`<metric>_ci95`)."""
-    if task.kind == "classification":
-        references = [record["target"] for record in records]
-    else:
-        references = [record.get("references") or [record["target"]] for record in records]
-    return load_metric(task.kind).compute(predictions=predictions, references=references, n_bootstrap=n_bootstrap)
+    return load_metric(task.kind).compute(predictions=predictions, references=references_of(task, records),
+                                          n_bootstrap=n_bootstrap)
+
+
+def write_predictions(path: Path, predictions: list) -> None:
+    """One line per record, so that runs' predictions pair up line by line (a generated text's line breaks
+    become spaces, as the metrics' tokenizers read them)."""
+    path.write_text("".join(f"{' '.join(p.splitlines()) if isinstance(p, str) else p}\n" for p in predictions),
+                    encoding="utf-8")
 
 
 def trainer_compute_metrics(task: Task, tokenizer):

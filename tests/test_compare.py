@@ -123,6 +123,27 @@ def test_mean_and_standard_deviation_over_seeds():
     assert comparison_report.mean_std([81.25]) == "81.2"
 
 
+def test_one_runs_score_shows_its_interval_and_several_seeds_their_spread():
+    one = [{"rouge1": 15.11, "rouge1_ci95": [14.49, 15.77]}]
+    assert comparison_report.score_cell(one, "rouge1") == "15.1 [14.5, 15.8]"
+    seeds = [{"accuracy": 80.0, "accuracy_ci95": [78.0, 82.0]}, {"accuracy": 84.0, "accuracy_ci95": [82.0, 86.0]}]
+    assert comparison_report.score_cell(seeds, "accuracy") == "82.0 ± 2.8"
+
+
+def test_the_card_says_which_differences_to_ours_are_significant_and_in_whose_favour():
+    def run(seed, bleu):
+        return {"arguments": {"seed": seed}, "evaluation": {"test": {"bleu": bleu}}}
+
+    models = {"ours": [run(0, 30.0)], "t5": [run(1, 99.0), run(0, 35.0)], "gpt2": [run(0, 20.0)],
+              "bert": [run(0, 31.0)], "lstm": [run(0, 29.0)]}
+    p = {"t5": {"BLEU": 0.001, "chrF": 0.2}, "gpt2": {"BLEU": 0.002, "chrF": 0.001},
+         "bert": {"BLEU": 0.3, "chrF": 0.01}, "lstm": {"BLEU": 0.049, "chrF": 0.5}}
+    text = comparison_report.significance("multi30k-en-de", models, "test", p)
+    assert text == ("Seed 0 on test, bleu (ours 30.0): better than ours: T5 (35.0, p 0.001); worse than ours: "
+                    "GPT-2 (decoder-only) (20.0, p 0.002), LSTM + attention (29.0, p 0.049); not significantly "
+                    "different: BERT2BERT (31.0, p 0.300).")
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     texts = [f"the {w} sleeps on the {v}" for w in ("cat", "dog", "bird") for v in ("mat", "sofa")] * 3

@@ -105,6 +105,16 @@ def redecoded(val_pattern: str, test_pattern: str) -> tuple[list, dict, dict] | 
     return (sweep, chosen, test) if test else None
 
 
+def current_scores(heading: str, run: dict) -> tuple[dict, str]:
+    """A task's first run's scores as its preset decodes today (the length penalty chosen on val where the run was
+    decoded again), and where they come from."""
+    if heading in REDECODED and (found := redecoded(*REDECODED[heading])):
+        _, chosen, test = found
+        return ({r["split"]: r for r in (chosen, test)},
+                f" decoded with length penalty {chosen['length_penalty']:.1f} (commit `{test['commit'][:7]}`)")
+    return run["evaluation"], ""
+
+
 def redecoded_text(val_pattern: str, test_pattern: str, run: dict | None = None) -> list[str]:
     """The val sweep of length penalties as a table, then the chosen one on val and test (beside `run`'s own test
     score), with where each came from."""
@@ -154,9 +164,9 @@ def comparison_section(card: Path) -> str:
 
 def build(card: Path) -> str:
     task_runs = [(heading, load_runs(paths), note, figures) for heading, paths, note, figures in TASKS]
-    runs = [task_runs_[0] for _, task_runs_, _, _ in task_runs if task_runs_]  # the Hub's model-index: current recipes
-    for run in runs:
-        run["describe"] = False  # described in their task's section instead
+    # the Hub's model-index: current recipes as their presets decode; described in their task's section instead
+    runs = [{**runs_[0], "evaluation": current_scores(heading, runs_[0])[0], "describe": False}
+            for heading, runs_, _, _ in task_runs if runs_]
     return str(render(title="vanilla-transformer", description=DESCRIPTION, usage=USAGE, runs=runs,
                       results_text=results_text(task_runs), comparison=comparison_section(card),
                       languages=["en", "de", "fr"], pipeline_tag="translation",
@@ -168,12 +178,8 @@ def readme_summary(task_runs: list[tuple]) -> str:
     lines = [README_BEGIN, "| task | parameters | score [95% interval] | run |", "|---|---|---|---|"]
     for heading, runs, _, _ in task_runs:
         for run in runs[:1]:  # the task's current recipe; the card shows the earlier ones too
-            scores, where = [], f"`{run['results_file']}`"
-            evaluation = run["evaluation"]
-            if heading in REDECODED and (found := redecoded(*REDECODED[heading])):  # the preset's decoding since
-                _, chosen, test = found
-                evaluation = {r["split"]: r for r in (chosen, test)}
-                where += f" decoded with length penalty {chosen['length_penalty']:.1f} (commit `{test['commit'][:7]}`)"
+            evaluation, decoded = current_scores(heading, run)
+            scores, where = [], f"`{run['results_file']}`{decoded}"
             for split, values in evaluation.items():
                 metric, name = next((m, n) for m, n in MAIN_METRICS if m in values)
                 low, high = values[f"{metric}_ci95"]

@@ -19,16 +19,21 @@ def test_model_card_front_matter_parses_and_indexes_each_tasks_current_recipe():
     card = ModelCard.load(ROOT / "model_card.md")
     assert card.data.license == "apache-2.0" and card.data.library_name == "transformers"
     indexed = {(r.dataset_name, r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
-    shown = [next(path for path in paths if (ROOT / "results" / path).exists())  # each task's current recipe
-             for _, paths, _, _ in write_model_card.TASKS]
+    shown = [(heading, next(path for path in paths if (ROOT / "results" / path).exists()))  # current recipes
+             for heading, paths, _, _ in write_model_card.TASKS]
     assert shown
-    for path in shown:
+    for heading, path in shown:
         run = json.loads((ROOT / "results" / path).read_text())
         assert run["command"] in card.text
-        for split, scores in run["evaluation"].items():
+        # as the preset decodes today: en-de's length penalty was chosen on val after its run
+        evaluation = write_model_card.current_scores(heading, run)[0]
+        assert evaluation.keys() == run["evaluation"].keys()
+        for split, scores in evaluation.items():
             main = next(metric for metric in ("bleu", "rouge1", "accuracy") if metric in scores)
             assert indexed[(run["task"], split, main)] == round(scores[main], 2)
             assert f"{scores[main]:.1f}" in card.text
+    assert indexed[("multi30k-en-de", "test_2016_flickr", "bleu")] != round(
+        json.loads((ROOT / "results" / shown[0][1]).read_text())["evaluation"]["test_2016_flickr"]["bleu"], 2)
 
 
 def test_a_changed_result_makes_the_check_fail(tmp_path):

@@ -130,6 +130,17 @@ def test_one_runs_score_shows_its_interval_and_several_seeds_their_spread():
     assert comparison_report.score_cell(seeds, "accuracy") == "82.0 ± 2.8"
 
 
+def test_a_table_whose_rows_come_from_different_commits_says_so():
+    def run(commit):
+        return {"commit": commit}
+
+    same = {"ours": [run("a" * 40)], "t5": [run("a" * 40), run("a" * 40)]}
+    assert comparison_report.commits_line("sst2", same) == f"Every row: commit `{'a' * 7}`."
+    mixed = {"ours": [run("b" * 40)], "t5": [run("a" * 40 + " + uncommitted changes")]}
+    line = comparison_report.commits_line("sst2", mixed)
+    assert "not yet one comparison" in line and f"T5 `{'a' * 7}+`" in line and f"`{'b' * 7}`" in line
+
+
 def test_the_card_says_which_differences_to_ours_are_significant_and_in_whose_favour():
     def run(seed, bleu):
         return {"arguments": {"seed": seed}, "evaluation": {"test": {"bleu": bleu}}}

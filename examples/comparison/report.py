@@ -252,6 +252,20 @@ def significance(task_name: str, models: dict, split: str, p_values: dict) -> st
     return f"Seed 0 on {split}, {metric} (ours {ours:.1f}): {listed}."
 
 
+def commit_of(run: dict) -> str:
+    return run["commit"][:7] + ("+" if "uncommitted" in run["commit"] else "")
+
+
+def commits_line(task_name: str, models: dict) -> str:
+    """The commit of the rows: one, or a warning that the table mixes code versions (the protocol wants one)."""
+    by_model = {model: sorted({commit_of(run) for run in models[model]}) for model in model_order(models)}
+    commits = sorted({c for found in by_model.values() for c in found})
+    if len(commits) == 1:
+        return f"Every row: commit `{commits[0]}`."
+    return ("**These rows come from different commits, so they are not yet one comparison**: " + "; ".join(
+        f"{display_name(model, task_name)} {', '.join(f'`{c}`' for c in found)}" for model, found in by_model.items()) + ".")
+
+
 def task_table(task_name: str, models: dict) -> list[str]:
     task = get_task(task_name)
     metrics = METRICS[task.metric]
@@ -279,7 +293,7 @@ def task_table(task_name: str, models: dict) -> list[str]:
                 mean_std([r["peak_memory_bytes"] / 2**20 for r in runs], 0)]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Scores: one seed, its score and 95% bootstrap interval [low, high]; several seeds, mean ± "
-              "standard deviation over seeds."]
+              "standard deviation over seeds.", commits_line(task_name, models)]
     if p_values:
         test = ("sacreBLEU's paired bootstrap resampling (1,000 resamples) of the seed-0 translations"
                 if task.kind == "translation" else "paired bootstrap resampling (1,000 resamples, two-sided) of the "
@@ -296,8 +310,7 @@ def provenance(task_name: str, models: dict) -> list[str]:
             hw = run["hardware"]
             where = hw.get("gpu") or f"{hw['cpu']}, {hw['cpu_threads']} threads"
             lines.append(f"- {display_name(model, task_name)}, seed {run['arguments']['seed']}: `{current_spelling(run['command'])}`; "
-                         f"commit "
-                         f"`{run['commit'][:7]}{'+' if 'uncommitted' in run['commit'] else ''}`; {where}, "
+                         f"commit `{commit_of(run)}`; {where}, "
                          f"{hw['mixed_precision']}; {run['steps']} steps, {run['train_tokens']:,} training tokens; "
                          f"wall {run['wall_seconds'] / 60:.1f} min")
     return lines

@@ -252,6 +252,12 @@ def significance(task_name: str, models: dict, split: str, p_values: dict) -> st
     return f"Seed 0 on {split}, {metric} (ours {ours:.1f}): {listed}."
 
 
+def hardware_of(run: dict) -> str:
+    hardware = run["hardware"]
+    threads = hardware["cpu_threads"]
+    return hardware.get("gpu") or f"{hardware['cpu']}, {threads} thread{'' if threads == 1 else 's'}"
+
+
 def commit_of(run: dict) -> str:
     return run["commit"][:7] + ("+" if "uncommitted" in run["commit"] else "")
 
@@ -275,7 +281,8 @@ def task_table(task_name: str, models: dict) -> list[str]:
     tested = {split: " / ".join(next(iter(tests.values()))) for split, tests in p_values.items()}
     header = (["model", "seeds"] + [f"{m} ({split})" for split in splits for m in metrics] +
               [f"p vs ours, {tested[split]}" + (f" ({split})" if len(splits) > 1 else "") for split in p_values] +
-              ["parameters", "size knob", "train tokens/s", "train time (s)", f"eval {latency}", "peak train MiB"])
+              ["parameters", "size knob", "hardware", "train tokens/s", "train time (s)", f"eval {latency}",
+               "peak train MiB"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model in model_order(models):
         runs = models[model]
@@ -286,7 +293,7 @@ def task_table(task_name: str, models: dict) -> list[str]:
             p = tests.get(model)
             row.append("-" if model == "ours" else "" if p is None else
                        " / ".join(f"{value:.3f}{'*' if value < 0.05 else ''}" for value in p.values()))
-        row += [f"{runs[0]['parameters']:,}", knob,
+        row += [f"{runs[0]['parameters']:,}", knob, ", ".join(sorted({hardware_of(r) for r in runs})),
                 mean_std([r["tokens_per_second"] for r in runs], 0),
                 mean_std([r["train_seconds"] for r in runs], 0),
                 mean_std([final_scores(r)["ms_per_record"] for r in runs], 1),
@@ -308,9 +315,8 @@ def provenance(task_name: str, models: dict) -> list[str]:
     for model in model_order(models):
         for run in models[model]:
             hw = run["hardware"]
-            where = hw.get("gpu") or f"{hw['cpu']}, {hw['cpu_threads']} threads"
             lines.append(f"- {display_name(model, task_name)}, seed {run['arguments']['seed']}: `{current_spelling(run['command'])}`; "
-                         f"commit `{commit_of(run)}`; {where}, "
+                         f"commit `{commit_of(run)}`; {hardware_of(run)}, "
                          f"{hw['mixed_precision']}; {run['steps']} steps, {run['train_tokens']:,} training tokens; "
                          f"wall {run['wall_seconds'] / 60:.1f} min")
     return lines

@@ -330,12 +330,14 @@ def plot_task(task_name: str, models: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     metric = get_task(task_name).main_metric
+    machines = {hardware_of(run) for runs in models.values() for run in runs}  # named where they differ
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for axis, x, label in zip(axes, ("train_seconds", "train_tokens"), ("training time (s)", "training tokens")):
         for index, model in enumerate(model_order(models)):
             for seed_index, run in enumerate(models[model]):
                 points = [h for h in run["history"] if metric in h and x in h]
-                name = display_name(model, task_name) if seed_index == 0 else None  # one legend entry per model
+                name = display_name(model, task_name) + (f" ({hardware_of(run)})" if len(machines) > 1 else "")
+                name = name if seed_index == 0 else None  # one legend entry per model
                 axis.plot([p[x] for p in points], [p[metric] for p in points], "o-", color=f"C{index}",
                           alpha=1.0 if seed_index == 0 else 0.35, label=name)
         axis.set(xlabel=label, ylabel=f"validation {metric}")

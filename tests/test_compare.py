@@ -299,6 +299,18 @@ def test_lstm_decoder_starts_from_the_source_and_feeds_its_attentional_state():
     assert not torch.allclose(*first_states)  # the same first target token, different sources
 
 
+def test_lstm_encoder_decoder_starts_from_luongs_uniform_initialisation():
+    """Every parameter uniform in [-0.1, 0.1] (Luong et al. 2015, Section 4.1), the padding embedding zero."""
+    from comparison import lstm_baseline
+
+    torch.manual_seed(0)
+    model = lstm_baseline.LSTMForConditionalGeneration(lstm_baseline.LSTMConfig(vocab_size=500, hidden_size=64))
+    for name, parameter in model.named_parameters():
+        assert parameter.abs().max() <= 0.1, name
+        assert abs(parameter.std().item() - 0.2 / 12 ** 0.5) < 0.01, name  # a uniform's spread, biases too
+    assert torch.count_nonzero(model.get_input_embeddings().weight[model.config.pad_token_id]) == 0
+
+
 def test_learning_rate_sweep_picks_each_models_best_rate_for_its_main_runs(tmp_path):
     data = sst2(tmp_path / "data")
     card = tmp_path / "model_card.md"

@@ -15,11 +15,10 @@ micro-batches.
 
 Writes to --output_dir: checkpoints/step-N (accelerator.save_state; --resume continues from the newest
 one, exactly), tensorboard/ (Accelerate's tracker), model/ (the Hub-ready model folder of the best
-validation checkpoint), results.json, learning_curves.png, and per evaluated split the predictions
-(predictions_<split>.txt) beside their references (references_<split>.txt, or .jsonl for summaries).
+validation checkpoint), results.json, learning_curves.png, and per evaluated split the predictions, one line
+per record in the split's order (predictions_<split>.txt), for paired significance tests between runs.
 """
 
-import json
 import logging
 import math
 import os
@@ -40,7 +39,7 @@ from common.batching import collate, count_items, count_tokens, length_grouped_b
 from common.batching import tokenize_records, validation_loss
 from common.checkpointing import Progress, checkpoints, save_checkpoint, save_model_folder
 from common.data import DataError, encode_labels, infer_labels, load_records
-from common.evaluation import evaluate_records, references_of, write_predictions
+from common.evaluation import evaluate_records, write_predictions
 from common.models import apply_overrides, build_model, build_optimizer
 from common.peak_memory import peak_memory_since, start_peak_memory
 from common.run_info import git_commit, write_results
@@ -401,15 +400,7 @@ def finish(task, source, arguments, tokenizer, accelerator, progress, started, m
                                                autocast=accelerator.autocast)
         scores["ms_per_record"] = 1000 * (time.time() - evaluation_started) / max(len(records), 1)
         evaluation[split] = scores
-        # the references beside the predictions, for paired significance tests between runs; a summary's
-        # references (maybe several, maybe with line breaks) as one JSON list per line
         write_predictions(output_dir / f"predictions_{split}.txt", predictions)
-        if task.kind == "summarization":
-            with open(output_dir / f"references_{split}.jsonl", "w", encoding="utf-8") as f:
-                f.writelines(json.dumps(references) + "\n" for references in references_of(task, records))
-        else:
-            with open(output_dir / f"references_{split}.txt", "w", encoding="utf-8") as f:
-                f.writelines(f"{record['target']}\n" for record in records)
         logger.info("%s (%d records, %s): %s", split, len(records),
                     measurements.get("checkpoint", f"best model from step {progress.best_step}"),
                     ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()))

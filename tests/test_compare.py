@@ -52,9 +52,10 @@ def test_every_baseline_runs_through_the_harness_and_the_report(task_name, write
     assert len(table) == 1 + len(baselines.ARCHITECTURES)  # header + one row per model
     # predictions kept beside the results: each model tested against ours
     split = get_task(task_name).validation_split
-    references = tmp_path / "results" / task_name / f"references_{split}.{'jsonl' if task_name == 'samsum' else 'txt'}"
     predictions = (tmp_path / "results" / task_name / f"ours-seed0.predictions_{split}.txt").read_text().splitlines()
-    assert len(references.read_text().splitlines()) == len(predictions) > 0  # one line per record, aligned
+    references = comparison_report.references_from_data(results["ours-seed0"], split, len(predictions))
+    assert len(references) == len(predictions) > 0  # one line per record, paired with the data read again
+    assert not list((tmp_path / "results").rglob("references_*"))  # no copy of the data in the results
     tested = {"multi30k-en-de": "BLEU / chrF", "sst2": "accuracy", "samsum": "ROUGE-1 / ROUGE-2 / ROUGE-L"}[task_name]
     assert f"p vs ours, {tested}" in table[0] and "paired bootstrap" in text
     assert (tmp_path / "figures" / f"comparison_{task_name}.png").stat().st_size > 0

@@ -65,7 +65,7 @@ def run_training(train_argv: list[str], in_process: bool) -> int:
 def train_and_collect(name: str, output: Path, train_argv: list[str], results_dir: Path, in_process: bool,
                       with_predictions: bool = True) -> bool:
     """Train unless `output` holds a finished run; copy its results (and, for the paired tests of report.py, its
-    predictions) to `results_dir`."""
+    predictions; report.py reads the references from the data again) to `results_dir`."""
     if not (output / "results.json").exists():
         if checkpoints(output):  # a run stopped part-way (killed, or the machine went down): continue it
             train_argv = [*train_argv, "--resume"]
@@ -79,8 +79,6 @@ def train_and_collect(name: str, output: Path, train_argv: list[str], results_di
     for predictions in output.glob("predictions_*.txt") if with_predictions else ():
         split = predictions.stem.removeprefix("predictions_")
         shutil.copy(predictions, results_dir / f"{name}.predictions_{split}.txt")
-        for references in output.glob(f"references_{split}.*"):  # .txt, or .jsonl for summaries
-            shutil.copy(references, results_dir / references.name)
     return True
 
 

@@ -10,7 +10,8 @@ over the encoder states s_j with the "general" score h_t^T W s_j; the attentiona
 h~_t = tanh(W_c [c_t; h_t]) is fed, with the next target embedding, into the decoder at step t + 1 ("input
 feeding", so the decoder runs step by step), and projected onto the embedding matrix shared by source, target
 and output (as in our Transformer, Section 3.4 of the paper); dropout on embeddings, between LSTM layers and
-before the projection; every parameter initialised uniformly in [-0.1, 0.1] (their Section 4.1). generate() runs without a cache: every step re-reads the prefix.
+before the projection; every parameter initialised uniformly in [-0.1, 0.1] (their Section 4.1). generate()
+runs without a cache: every step re-reads the prefix.
 """
 
 from dataclasses import dataclass

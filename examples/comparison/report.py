@@ -15,13 +15,16 @@ their own after the comparison's.
 import argparse
 import json
 import statistics
+from dataclasses import fields
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, for the shared modules in common/
 
-from common.arguments import current_spelling  # noqa: E402
+from common.arguments import DataArguments, current_spelling  # noqa: E402
+from common.data import DataError, encode_labels, load_records  # noqa: E402
+from common.evaluation import references_of  # noqa: E402
 from common.generated_sections import replace_section  # noqa: E402
 from common.tasks import get_task  # noqa: E402
 
@@ -184,15 +187,29 @@ def seed0(runs: list[dict]) -> dict | None:
     return next((r for r in runs if r["arguments"]["seed"] == 0), None)
 
 
+def references_from_data(run: dict, split: str, count: int) -> list | None:
+    """What the run's first `count` records of `split` were scored against, read again from the data it was
+    trained on (datasets are never copied into results/); None where that data cannot be read here."""
+    arguments = run["arguments"]
+    data_args = DataArguments(**{f.name: arguments[f.name] for f in fields(DataArguments) if f.name in arguments})
+    try:
+        task = data_args.load_task()
+        records = load_records(task, data_args.data_source(task), split)[:count]
+        records = encode_labels(task, records) if task.kind == "classification" else records
+    except (DataError, OSError, ValueError) as error:
+        print(f"[report] no paired tests on {split}: its references cannot be read here ({error})", file=sys.stderr)
+        return None
+    return references_of(task, records)
+
+
 def paired_tests(models: dict, split: str) -> dict:
     """{model: {metric: p}}: every model's seed-0 predictions (translations, summaries or labels) of `split`
-    tested against ours', where the runs' predictions and the split's references were kept beside their results
-    (compare.py copies them); empty where they were not."""
+    tested against ours', where the runs' predictions were kept beside their results (compare.py copies them)
+    and the split's data can be read; empty where not."""
     ours = seed0(models.get("ours", []))
     if ours is None or split not in ours["evaluation"]:
         return {}
     kind = get_task(ours["task"]).kind
-    references = ours["results_file"].parent / f"references_{split}.{'jsonl' if kind == 'summarization' else 'txt'}"
 
     def predictions(run):
         path = run["results_file"].with_suffix(f".predictions_{split}.txt")
@@ -200,13 +217,17 @@ def paired_tests(models: dict, split: str) -> dict:
 
     others = {model: predictions(seed0(runs)) for model, runs in models.items() if model != "ours" and seed0(runs)}
     others = {model: lines for model, lines in others.items() if lines is not None}
-    if not references.exists() or predictions(ours) is None or not others:
+    if predictions(ours) is None or not others:
         return {}
+    references = references_from_data(ours, split, len(predictions(ours)))
+    if references is None:
+        return {}
+    if kind == "translation":  # one reference per sentence
+        references = [reference for (reference,) in references]
+    elif kind == "classification":  # the labels as the predictions files write them
+        references = [str(label) for label in references]
     test = {"classification": paired_bootstrap_accuracy, "summarization": paired_bootstrap_rouge}.get(kind, paired_bootstrap)
-    reference_lines = read_lines(references)
-    if kind == "summarization":  # one JSON list of references per record
-        reference_lines = [json.loads(line) for line in reference_lines]
-    return test(predictions(ours), others, reference_lines)
+    return test(predictions(ours), others, references)
 
 
 def mean_std(values: list[float], digits: int = 1) -> str:

@@ -300,6 +300,32 @@ def test_lstm_decoder_starts_from_the_source_and_feeds_its_attentional_state():
     assert not torch.allclose(*first_states)  # the same first target token, different sources
 
 
+def test_lstm_encoder_reads_each_row_alone_whatever_its_padding():
+    """A row padded inside a batch of longer rows gets the states (every position, both directions, the final
+    (h, c) of every layer) and the gradients it gets alone: padding never reaches the backward direction."""
+    from comparison import lstm_baseline
+
+    torch.manual_seed(0)
+    encoder = lstm_baseline.LSTMEncoder(lstm_baseline.LSTMConfig(vocab_size=50, hidden_size=16, dropout=0.0))
+    rows = [torch.randint(3, 50, (length,)) for length in (7, 3, 7, 1, 5)]
+    batch = torch.zeros(len(rows), 7, dtype=torch.long)
+    for index, row in enumerate(rows):
+        batch[index, : len(row)] = row
+    together = encoder(batch, (batch != 0).long())
+    together.last_hidden_state.sum().backward()
+    batch_gradient = encoder.embed_tokens.weight.grad.clone()
+    gradient = torch.zeros_like(batch_gradient)
+    for index, row in enumerate(rows):
+        encoder.zero_grad()
+        alone = encoder(row[None], torch.ones(1, len(row), dtype=torch.long))
+        alone.last_hidden_state.sum().backward()
+        gradient += encoder.embed_tokens.weight.grad
+        torch.testing.assert_close(together.last_hidden_state[index, : len(row)], alone.last_hidden_state[0])
+        assert torch.count_nonzero(together.last_hidden_state[index, len(row):]) == 0
+        torch.testing.assert_close(together.final_states[index], alone.final_states[0])
+    torch.testing.assert_close(batch_gradient, gradient)
+
+
 def test_lstm_encoder_decoder_starts_from_luongs_uniform_initialisation():
     """Every parameter uniform in [-0.1, 0.1] (Luong et al. 2015, Section 4.1), the padding embedding zero."""
     from comparison import lstm_baseline

@@ -47,15 +47,66 @@ class LSTMEncoderOutput(BaseModelOutput):
     final_states: torch.FloatTensor | None = None
 
 
-def run_lstm(lstm: nn.LSTM, embedded: torch.Tensor, attention_mask: torch.Tensor | None):
-    """The LSTM over the real tokens of each row only (padding must not reach the backward direction): the
-    outputs (B, L, directions x width) and the final (h, c), each (layers x directions, B, width)."""
-    if attention_mask is None:
-        return lstm(embedded)
-    lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
-    packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
-    outputs, final = lstm(packed)
-    return nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True, total_length=embedded.shape[1])[0], final
+def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each row's first lengths[b] steps in reverse order, its padding where it was (B, L, ...): the input of a
+    backward direction that must start at the row's last real token. Applied twice it is the identity."""
+    steps = torch.arange(x.shape[1], device=x.device)
+    index = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)  # (B, L)
+    return x.gather(1, index[..., None].expand_as(x))
+
+
+def run_over_real_tokens(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor):
+    """A one-layer, one-direction LSTM over each row's first lengths[b] steps: the outputs (B, L, width), zero on
+    padding, and the state after each row's last real token ((1, B, width) each), as a packed sequence would
+    give. The rows run sorted by length, in one call per stretch of time where the same rows are still real;
+    packed sequences are avoided because their backward pass on the CPU is far slower."""
+    order = lengths.argsort(descending=True)
+    x, lengths = x[order], lengths[order]
+    outputs, finals_h, finals_c, state, start = [], [], [], None, 0
+    for end in sorted(set(lengths.tolist())):  # every row longer than `start` is real until `end` at least
+        active = int((lengths > start).sum())
+        if state is not None:
+            state = (state[0][:, :active], state[1][:, :active])
+        output, state = lstm(x[:active, start:end], state)
+        outputs.append(nn.functional.pad(output, (0, 0, 0, 0, 0, x.shape[0] - active)))
+        ending = lengths[:active] == end  # these rows end here (they are the last of the active rows)
+        finals_h.append(state[0][:, ending])
+        finals_c.append(state[1][:, ending])
+        start = end
+    outputs = torch.cat(outputs, dim=1)
+    outputs = nn.functional.pad(outputs, (0, 0, 0, x.shape[1] - outputs.shape[1]))
+    unsort = order.argsort()  # the shortest rows ended first and sit last in the sorted order
+    final = (torch.cat(finals_h[::-1], dim=1)[:, unsort], torch.cat(finals_c[::-1], dim=1)[:, unsort])
+    return outputs[unsort], final
+
+
+class BidirectionalLSTM(nn.Module):
+    """Stacked bidirectional LSTM that reads only the real tokens of each row (padding must not reach the
+    backward direction): returns like nn.LSTM, outputs (B, L, 2 x width) and final (h, c), each
+    (layers x 2, B, width), with dropout between layers."""
+
+    def __init__(self, input_size: int, width: int, num_layers: int, dropout: float):
+        super().__init__()
+        self.num_layers = num_layers
+        self.dropout = nn.Dropout(dropout if num_layers > 1 else 0.0)
+        self.directions = nn.ModuleList(
+            nn.ModuleList(nn.LSTM(input_size if layer == 0 else 2 * width, width, batch_first=True) for _ in range(2))
+            for layer in range(num_layers))
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        batch, length = x.shape[:2]
+        lengths = (torch.full((batch,), length, device=x.device) if attention_mask is None
+                   else attention_mask.sum(dim=1).clamp(min=1))
+        finals_h, finals_c = [], []
+        for layer, (left_to_right, right_to_left) in enumerate(self.directions):
+            if layer > 0:
+                x = self.dropout(x)
+            ahead, (h, c) = run_over_real_tokens(left_to_right, x, lengths)
+            behind, (h_back, c_back) = run_over_real_tokens(right_to_left, reverse_within_lengths(x, lengths), lengths)
+            x = torch.cat([ahead, reverse_within_lengths(behind, lengths)], dim=-1)
+            finals_h += [h, h_back]
+            finals_c += [c, c_back]
+        return x, (torch.cat(finals_h), torch.cat(finals_c))
 
 
 class LSTMPreTrainedModel(PreTrainedModel):
@@ -71,11 +122,10 @@ class LSTMEncoder(nn.Module):
         super().__init__()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.dropout = nn.Dropout(config.dropout)
-        self.lstm = nn.LSTM(config.hidden_size, config.hidden_size // 2, config.num_layers, batch_first=True,
-                            bidirectional=True, dropout=config.dropout if config.num_layers > 1 else 0.0)
+        self.lstm = BidirectionalLSTM(config.hidden_size, config.hidden_size // 2, config.num_layers, config.dropout)
 
     def forward(self, input_ids, attention_mask=None, **kwargs) -> LSTMEncoderOutput:
-        states, (h, c) = run_lstm(self.lstm, self.dropout(self.embed_tokens(input_ids)), attention_mask)
+        states, (h, c) = self.lstm(self.dropout(self.embed_tokens(input_ids)), attention_mask)
         layers, batch = self.lstm.num_layers, input_ids.shape[0]
 
         def both_directions(final):  # (layers x 2, B, width) -> (B, layers, 2 x width)

@@ -326,6 +326,31 @@ def test_lstm_encoder_reads_each_row_alone_whatever_its_padding():
     torch.testing.assert_close(batch_gradient, gradient)
 
 
+def test_lstm_generation_carries_the_decoder_state_and_writes_what_rereading_the_prefix_writes():
+    """generate() with the model's cache costs one decoder step per new token (beam search reorders the state
+    with the beams), and writes the same tokens as re-running the decoder over the whole prefix at every step."""
+    from comparison import lstm_baseline
+
+    torch.manual_seed(0)
+    model = lstm_baseline.LSTMForConditionalGeneration(lstm_baseline.LSTMConfig(vocab_size=50, hidden_size=32)).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():  # sharper than at initialisation, so that beams compete and reorder
+            parameter.mul_(5)
+    source = torch.randint(3, 50, (4, 9))
+    mask = torch.ones_like(source)
+    mask[1, 5:] = mask[3, 2:] = 0
+    steps = []
+    model.decoder.register_forward_hook(lambda module, inputs, outputs: steps.append(inputs[0].shape[0]))
+    for beams in (1, 4):
+        outputs = {}
+        for use_cache in (True, False):
+            steps.clear()
+            outputs[use_cache] = model.generate(input_ids=source, attention_mask=mask, num_beams=beams,
+                                                max_new_tokens=12, min_new_tokens=12, use_cache=use_cache)
+            assert len(steps) == (12 if use_cache else 12 * 13 // 2)  # decoder steps: one per token, or the prefix
+        assert outputs[True].shape == (4, 13) and torch.equal(outputs[True], outputs[False])
+
+
 def test_lstm_encoder_decoder_starts_from_luongs_uniform_initialisation():
     """Every parameter uniform in [-0.1, 0.1] (Luong et al. 2015, Section 4.1), the padding embedding zero."""
     from comparison import lstm_baseline

@@ -11,7 +11,7 @@ h~_t = tanh(W_c [c_t; h_t]) is fed, with the next target embedding, into the dec
 feeding", so the decoder runs step by step), and projected onto the embedding matrix shared by source, target
 and output (as in our Transformer, Section 3.4 of the paper); dropout on embeddings, between LSTM layers and
 before the projection; every parameter initialised uniformly in [-0.1, 0.1] (their Section 4.1). generate()
-runs without a cache: every step re-reads the prefix.
+carries the decoder's state from step to step (LSTMDecoderState), so each new token costs one decoder step.
 """
 
 from dataclasses import dataclass
@@ -25,6 +25,7 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Sequ
 
 class LSTMConfig(PreTrainedConfig):
     model_type = "lstm_baseline"
+    attribute_map = {"num_hidden_layers": "num_layers"}  # the name generate() reads when it sets up a cache
 
     vocab_size: int = 8000
     hidden_size: int = 256  # embeddings, decoder states, encoder states (two directions of hidden_size / 2)
@@ -36,7 +37,7 @@ class LSTMConfig(PreTrainedConfig):
     eos_token_id: int | None = 2
     decoder_start_token_id: int | None = 1
     is_encoder_decoder: bool = True
-    use_cache: bool = False  # no key/value cache: generation re-reads the prefix at every step
+    use_cache: bool = True  # generate() carries the decoder's state instead of re-reading the prefix
 
 
 @dataclass
@@ -45,6 +46,22 @@ class LSTMEncoderOutput(BaseModelOutput):
     generate() expands them for beam search like the states."""
 
     final_states: torch.FloatTensor | None = None
+
+
+class LSTMDecoderState:
+    """What the decoder needs to go on from where it stopped during generate(): the LSTM's (h, c) per layer
+    (layers, B, H), the attentional state to feed next (B, 1, H) and the attention keys W s_j (B, H, S).
+    generate() keeps it as the model's cache and reorders it when beam search moves beams."""
+
+    def __init__(self, h: torch.Tensor, c: torch.Tensor, fed: torch.Tensor, keys: torch.Tensor, length: int):
+        self.h, self.c, self.fed, self.keys, self.length = h, c, fed, keys, length
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.length
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self.h, self.c = self.h.index_select(1, beam_idx), self.c.index_select(1, beam_idx)
+        self.fed, self.keys = self.fed.index_select(0, beam_idx), self.keys.index_select(0, beam_idx)
 
 
 def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -172,16 +189,19 @@ class LSTMForConditionalGeneration(LSTMPreTrainedModel, GenerationMixin):
         return self.lm_head
 
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, encoder_outputs=None,
-                labels=None, **kwargs) -> Seq2SeqLMOutput:
+                labels=None, past_key_values=None, use_cache=None, **kwargs) -> Seq2SeqLMOutput:
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids, attention_mask)
         memory, final = encoder_outputs.last_hidden_state, encoder_outputs.final_states  # (B, S, H), (B, 2, L, H)
-        state = (torch.tanh(self.bridge_h(final[:, 0])).transpose(0, 1).contiguous(),  # (L, B, H)
-                 self.bridge_c(final[:, 1]).transpose(0, 1).contiguous())
-        keys = self.score(memory).transpose(1, 2)  # (B, H, S): W s_j for the "general" score
-        padding = None if attention_mask is None else attention_mask[:, None, :] == 0
         embedded = self.dropout(self.encoder.embed_tokens(decoder_input_ids))  # (B, T, H)
-        fed = embedded.new_zeros(embedded.shape[0], 1, embedded.shape[2])  # the attentional state of step t - 1
+        if isinstance(past_key_values, LSTMDecoderState):  # generate() goes on: decoder_input_ids are the new tokens
+            state, fed, keys = (past_key_values.h, past_key_values.c), past_key_values.fed, past_key_values.keys
+        else:  # (a cache object that generate() made for attention models is ignored)
+            state = (torch.tanh(self.bridge_h(final[:, 0])).transpose(0, 1).contiguous(),  # (L, B, H)
+                     self.bridge_c(final[:, 1]).transpose(0, 1).contiguous())
+            fed = embedded.new_zeros(embedded.shape[0], 1, embedded.shape[2])  # the attentional state of step t - 1
+            keys = self.score(memory).transpose(1, 2)  # (B, H, S): W s_j for the "general" score
+        padding = None if attention_mask is None else attention_mask[:, None, :] == 0
         attentional_states = []
         for t in range(embedded.shape[1]):
             output, state = self.decoder(torch.cat([embedded[:, t : t + 1], fed], dim=-1), state)  # (B, 1, H)
@@ -193,7 +213,13 @@ class LSTMForConditionalGeneration(LSTMPreTrainedModel, GenerationMixin):
             attentional_states.append(attentional)
             fed = self.dropout(attentional)
         logits = self.lm_head(self.dropout(torch.cat(attentional_states, dim=1)))
-        return Seq2SeqLMOutput(logits=logits, encoder_last_hidden_state=memory)
+        cache = None
+        if use_cache is None:
+            use_cache = self.config.use_cache and not self.training
+        if use_cache:
+            seen = past_key_values.length if isinstance(past_key_values, LSTMDecoderState) else 0
+            cache = LSTMDecoderState(*state, fed, keys, seen + embedded.shape[1])
+        return Seq2SeqLMOutput(logits=logits, past_key_values=cache, encoder_last_hidden_state=memory)
 
 
 class LSTMForSequenceClassification(LSTMPreTrainedModel):

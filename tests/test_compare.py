@@ -515,3 +515,27 @@ def test_t5_drops_out_where_ours_does_and_not_inside_attention_or_the_feed_forwa
     first, second = (wrapper(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                      for _ in range(2))
     assert not torch.equal(first, second)  # the residual dropout, at ours' rate
+
+
+def test_collecting_a_finished_run_never_shows_a_half_written_results_file(tmp_path, monkeypatch):
+    # Two compare.py processes share --results_dir; one reading the sweep while the other copies must see the
+    # previous file or the whole new one, never a truncated one.
+    run, results_dir = tmp_path / "run", tmp_path / "results"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"task": "sst2", "steps": 2}), encoding="utf-8")
+    (run / "predictions_dev.txt").write_text("positive\n", encoding="utf-8")
+    results_dir.mkdir()
+    (results_dir / "ours-seed0.json").write_text(json.dumps({"task": "sst2", "steps": 1}), encoding="utf-8")
+    copy = compare.shutil.copy
+    seen = []
+
+    def copy_and_look(source, target):
+        copy(source, target)
+        seen.append(json.loads((results_dir / "ours-seed0.json").read_text(encoding="utf-8"))["steps"])
+
+    monkeypatch.setattr(compare.shutil, "copy", copy_and_look)
+    assert compare.train_and_collect("ours-seed0", run, [], results_dir, in_process=True)
+    assert seen[0] == 1  # while copying, the old file is still whole
+    assert json.loads((results_dir / "ours-seed0.json").read_text(encoding="utf-8"))["steps"] == 2
+    assert (results_dir / "ours-seed0.predictions_dev.txt").read_text(encoding="utf-8") == "positive\n"
+    assert sorted(p.name for p in results_dir.iterdir()) == ["ours-seed0.json", "ours-seed0.predictions_dev.txt"]

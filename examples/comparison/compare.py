@@ -75,11 +75,19 @@ def train_and_collect(name: str, output: Path, train_argv: list[str], results_di
             return False
         print(f"[compare] {name}: done in {time.time() - started:.0f} s", flush=True)
     results_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(output / "results.json", results_dir / f"{name}.json")
+    copy_whole(output / "results.json", results_dir / f"{name}.json")
     for predictions in output.glob("predictions_*.txt") if with_predictions else ():
         split = predictions.stem.removeprefix("predictions_")
-        shutil.copy(predictions, results_dir / f"{name}.predictions_{split}.txt")
+        copy_whole(predictions, results_dir / f"{name}.predictions_{split}.txt")
     return True
+
+
+def copy_whole(source: Path, target: Path) -> None:
+    """Copy under a temporary name, then rename: another compare.py sharing `target`'s folder (reading the sweep's
+    results) never reads a half-written file."""
+    partial = target.with_name(target.name + ".partial")
+    shutil.copy(source, partial)
+    partial.replace(target)
 
 
 def sweep_learning_rate(args, baseline: str, train_args: list[str]) -> float:

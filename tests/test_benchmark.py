@@ -116,3 +116,26 @@ def test_ratios_of_a_size_measured_in_bf16_only():
     assert ratios["train_tokens_per_second_bf16: ours vs marian"] == pytest.approx(1.5)
     assert ratios["greedy_ms_per_token: ours vs marian"] == pytest.approx(7.8 / 7.5)
     assert not any("vs ours float32" in key for key in ratios)
+
+
+def test_attention_shapes_quick_mode_times_every_backend_or_says_why_not(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "examples" / "benchmark" / "attention_shapes.py"
+    output = tmp_path / "attention.json"
+    subprocess.run([sys.executable, str(script), "--quick", "--output", str(output)], check=True, timeout=300)
+    results = json.loads(output.read_text(encoding="utf-8"))
+    assert any("attention" in name for name in results["default_kernels"])
+    for case in ("padding mask", "causal"):
+        rows = results["cases"][case]
+        assert set(rows) == {"default", "flash", "efficient", "cudnn", "math"}
+        for backend in ("default", "math"):  # every device runs these two
+            assert rows[backend]["new_shapes_ms"] > 0 and rows[backend]["repeated_shape_ms"] > 0
+        assert all("error" in row or row["new_over_repeated"] > 0 for row in rows.values())
+
+
+def test_attention_shapes_gives_each_backend_shapes_no_other_has_seen():
+    import tiny_datasets  # noqa: F401  (puts examples/ on sys.path)
+    from benchmark import attention_shapes
+
+    pool = attention_shapes.distinct_shapes(5 * 200, tokens=4096, shortest=8, longest=64)
+    assert len(set(pool)) == len(pool) == 1000
+    assert all(batch * length <= 4096 for batch, length in pool)

@@ -126,18 +126,18 @@ def main(argv=None) -> int:
         backends = ["default", *BACKENDS]
         # each backend its own shapes: none finds another's preparations cached
         pool = distinct_shapes(args.calls * len(backends), args.tokens, args.shortest, args.longest)
-        for index, backend in enumerate(backends):
-            rows[backend] = measure(backend, masked, pool[index * args.calls : (index + 1) * args.calls], args, device)
         print(f"\n{case}: ms per forward + backward, median of {args.calls}")
         print(f"{'backend':10} {'new shapes':>11} {'repeated':>9} {'new/repeated':>13} {'default/this (new)':>19}")
-        default = rows["default"].get("new_shapes_ms")
-        for backend, row in rows.items():
+        for index, backend in enumerate(backends):  # each row printed as it is measured: a cut run keeps them
+            row = rows[backend] = measure(backend, masked, pool[index * args.calls : (index + 1) * args.calls], args,
+                                          device)
             if "error" in row:
-                print(f"{backend:10} cannot run: {row['error']}")
+                print(f"{backend:10} cannot run: {row['error']}", flush=True)
                 continue
+            default = rows["default"].get("new_shapes_ms")
             versus = f"{default / row['new_shapes_ms']:.2f}x" if default else "-"
             print(f"{backend:10} {row['new_shapes_ms']:11.3f} {row['repeated_shape_ms']:9.3f} "
-                  f"{row['new_over_repeated']:12.2f}x {versus:>19}")
+                  f"{row['new_over_repeated']:12.2f}x {versus:>19}", flush=True)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as file:
             json.dump(results, file, indent=1)

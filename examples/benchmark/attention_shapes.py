@@ -1,7 +1,7 @@
 """Time of one attention call (forward + backward, SDPA) per SDPA backend, when every call has a new shape against
-one shape repeated. train.py's length-grouped batches change the batch size and the lengths at every step
-(Multi30k: thousands of distinct shapes), where benchmark.py repeats one shape; a backend that prepares
-something per shape (a plan, a compiled kernel) pays for it at nearly every training step.
+one shape repeated. train.py's length-grouped batches change the batch size and the lengths from step to step
+(Multi30k: 109 distinct shapes among the 271 batches of an epoch), where benchmark.py repeats one shape; a
+backend that prepares something per shape (a plan, a compiled kernel) pays for it at each new one.
 
     python examples/benchmark/attention_shapes.py --output attention-shapes.json
     python examples/benchmark/attention_shapes.py --quick      # tiny: checks the script runs

@@ -35,6 +35,9 @@ class VanillaTransformerConfig(PreTrainedConfig):
         label_smoothing: epsilon_ls of the training loss (the paper trains with 0.1, Section 5.4).
         classifier_pooling: how the sequence-classification head pools the encoder output: "mean" or "max" over
             the real (unpadded) positions, or "first" (the first position).
+        copy_mechanism: mix a copy distribution over the source's tokens into the output distribution, so that
+            the decoder can write a source token by pointing at it (the pointer-generator of See et al., 2017,
+            "Get To The Point"; not in the paper, hence False). Sequence-to-sequence model only.
     """
 
     model_type = "vanilla_transformer"
@@ -59,6 +62,7 @@ class VanillaTransformerConfig(PreTrainedConfig):
     attention_window: int | None = None
     label_smoothing: float = 0.0
     classifier_pooling: str = "mean"
+    copy_mechanism: bool = False
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1
     eos_token_id: int | None = 2
@@ -98,6 +102,8 @@ class VanillaTransformerConfig(PreTrainedConfig):
             or self.attention_window < 0
         ):
             fail("attention_window", "must be None (global attention) or a non-negative integer")
+        if not isinstance(self.copy_mechanism, bool):
+            fail("copy_mechanism", "must be True or False")
         for field in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
             value = getattr(self, field)
             if value is not None and not 0 <= value < self.vocab_size:

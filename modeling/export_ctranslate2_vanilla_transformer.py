@@ -33,6 +33,8 @@ def check_convertible(config) -> None:
         raise NotConvertible(
             f"config.attention_window={config.attention_window}: CTranslate2 has no local (windowed) attention; "
             "only models with global attention (attention_window=None) can be exported")
+    if getattr(config, "copy_mechanism", False):
+        raise NotConvertible("config.copy_mechanism=True: CTranslate2's Transformer has no copy (pointer) mechanism")
     architectures = getattr(config, "architectures", None) or []
     if any("SequenceClassification" in name for name in architectures):
         raise NotConvertible(f"config.architectures={architectures}: CTranslate2 exports sequence-to-sequence "

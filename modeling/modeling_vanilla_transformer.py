@@ -10,6 +10,7 @@ Shapes in comments: B batch, T target (query) length, S source (key) length, H h
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -398,6 +399,17 @@ class TransformerStack(nn.Module):
         return hidden_states, all_hidden_states
 
 
+@dataclass
+class VanillaTransformerEncoderOutput(BaseModelOutput):
+    """The encoder's output, with the source token ids it read: `generate()` runs the encoder once and then
+    passes only this output on, and the copy mechanism needs the ids to know which token each position is.
+
+    source_ids: (B, S) the encoder's `input_ids` (None when it was given `inputs_embeds`).
+    """
+
+    source_ids: torch.LongTensor | None = None
+
+
 class VanillaTransformerEncoder(TransformerStack):
     """The encoder: N layers of self-attention and feed-forward over the source (Section 3.1)."""
 
@@ -438,8 +450,9 @@ class VanillaTransformerEncoder(TransformerStack):
             if output_attentions:
                 all_attentions += (weights,)
         hidden_states, all_hidden_states = self.final_layer_norm(hidden_states, all_hidden_states)
-        return BaseModelOutput(
-            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
+        return VanillaTransformerEncoderOutput(
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions,
+            source_ids=input_ids,
         )
 
 
@@ -516,6 +529,49 @@ class VanillaTransformerDecoder(TransformerStack):
             attentions=all_self_attentions,
             cross_attentions=all_cross_attentions,
         )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Not in the paper: a copy mechanism (config.copy_mechanism), for targets made of words chosen from the source
+# ---------------------------------------------------------------------------------------------------
+
+
+class CopyMechanism(nn.Module):
+    """The pointer-generator of See et al. (2017), "Get To The Point", on the Transformer's output:
+
+        P(w) = p_gen * softmax(logits)(w) + (1 - p_gen) * sum of a_i over the source positions i holding token w
+
+    where a = softmax(q K^T / sqrt(d_model)) is one attention head from the decoder state (query) over the
+    encoder output (keys), and p_gen = sigmoid(w_g [decoder state; attention context]) chooses, per target
+    position, between writing from the vocabulary and copying. Source and target share one vocabulary
+    (Section 5.1), so a copied position adds its probability to its own token.
+
+    Returns log P, computed in float32. It stands in for the logits: log_softmax(log P) = log P, so the loss
+    and `generate()` take it unchanged.
+    """
+
+    def __init__(self, config: VanillaTransformerConfig):
+        super().__init__()
+        self.query = nn.Linear(config.d_model, config.d_model)
+        self.key = nn.Linear(config.d_model, config.d_model)
+        self.gate = nn.Linear(2 * config.d_model, 1)
+
+    def forward(self, logits, decoder_states, encoder_states, source_ids, source_mask=None):
+        # logits (B, T, V); decoder_states (B, T, D); encoder_states (B, S, D); source_ids, source_mask (B, S)
+        scores = self.query(decoder_states) @ self.key(encoder_states).transpose(1, 2)  # (B, T, S)
+        scores = scores.float() / math.sqrt(decoder_states.shape[-1])
+        if source_mask is not None:
+            scores = scores.masked_fill(~source_mask.bool()[:, None, :], float("-inf"))
+        pointer = scores.softmax(dim=-1)  # (B, T, S)
+        context = pointer.to(encoder_states.dtype) @ encoder_states  # (B, T, D)
+        gate = self.gate(torch.cat([decoder_states, context.to(decoder_states.dtype)], dim=-1)).float()  # (B, T, 1)
+
+        copy = torch.zeros_like(logits, dtype=torch.float32)  # (B, T, V)
+        copy.scatter_add_(-1, source_ids[:, None, :].expand(-1, pointer.shape[1], -1), pointer)
+        # log(p_gen P_vocab + (1 - p_gen) P_copy) as a log-sum-exp; tokens absent from the source have
+        # P_copy = 0, clamped to the smallest float so that log and its gradient stay finite
+        return torch.logaddexp(nn.functional.logsigmoid(gate) + logits.float().log_softmax(dim=-1),
+                               nn.functional.logsigmoid(-gate) + copy.clamp_min(torch.finfo(copy.dtype).tiny).log())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -668,6 +724,7 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
         super().__init__(config)
         self.model = VanillaTransformerModel(config)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.copy_mechanism = CopyMechanism(config) if config.copy_mechanism else None
         self.post_init()
 
     def get_encoder(self):
@@ -744,6 +801,13 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
             output_hidden_states=output_hidden_states,
         )
         logits = self.lm_head(outputs.last_hidden_state)  # (B, T, vocab); the softmax is in the loss / generate
+        if self.copy_mechanism is not None:
+            source_ids = input_ids if input_ids is not None else getattr(encoder_outputs, "source_ids", None)
+            if source_ids is None:
+                raise ValueError("config.copy_mechanism=True needs the source token ids: pass input_ids (or "
+                                 "encoder_outputs from this model's encoder run on input_ids), not inputs_embeds")
+            logits = self.copy_mechanism(logits, outputs.last_hidden_state, outputs.encoder_last_hidden_state,
+                                         source_ids, attention_mask)
 
         loss = None
         if labels is not None:

@@ -106,12 +106,17 @@ def test_exported_model_scores_targets_as_ours_does(variant, tokenizer, tmp_path
     torch.testing.assert_close(torch.tensor(scored.log_probs), ours, rtol=1e-4, atol=1e-4)
 
 
-def test_local_attention_and_classifiers_are_refused_naming_the_field(tokenizer, tmp_path, capsys):
+def test_local_attention_copying_and_classifiers_are_refused_naming_the_field(tokenizer, tmp_path, capsys):
     local = tiny_seq2seq(vocab_size=len(tokenizer), attention_window=4)
     local.save_pretrained(tmp_path / "local")
     tokenizer.save_pretrained(tmp_path / "local")
     with pytest.raises(NotConvertible, match=r"config\.attention_window=4: CTranslate2 has no local"):
         export_ctranslate2(tmp_path / "local", tmp_path / "out")
+    copying = tiny_seq2seq(vocab_size=len(tokenizer), copy_mechanism=True)
+    copying.save_pretrained(tmp_path / "copying")
+    tokenizer.save_pretrained(tmp_path / "copying")
+    with pytest.raises(NotConvertible, match=r"config\.copy_mechanism=True"):
+        export_ctranslate2(tmp_path / "copying", tmp_path / "out")
     classifier = tiny_classifier(vocab_size=len(tokenizer))
     classifier.save_pretrained(tmp_path / "classifier")
     tokenizer.save_pretrained(tmp_path / "classifier")

@@ -57,14 +57,16 @@ NOT_IN_JSON = [
     ("SAMSum (dialogue summarisation)", "samsum",
      "validation ROUGE-1 36.5 with the average of the last 5 checkpoints (commit `5aa91d0`)"),
     ("AESLC (email subject lines)", "aeslc",
-     "dev ROUGE-1 7.2 at best; the model writes a few memorised subject lines and does not read the email "
-     "(commits `fae5a75`, `d6485ed`). It learns to copy from a fixed place of these emails within 600 steps "
+     "without a copy mechanism, dev ROUGE-1 7.2 at best; the model writes a few memorised subject lines and "
+     "does not read the email (commits `fae5a75`, `d6485ed`). It learns to copy from a fixed place of these emails within 600 steps "
      "(a synthetic check), but not to choose a subject's words from the email, even when trained only on "
      "subjects made of the email's words (commits `6cf996a`, `867f196`); the email's first four words "
      "alone score 20.4. Fine-tuned from that copying model it reads a little (0.18 nats of source dependence "
      "on dev, target 1; commit `26a17e0`). A first stage that must choose by content (write the email's most "
      "central sentence) was not learnt in 1,000 steps, and the subjects fine-tuned from it read less (0.10 nats "
-     "on dev; commits `4153539`, `5a498e6`)"),
+     "on dev; commits `4153539`, `5a498e6`). With a copy mechanism (`copy_mechanism=True`, a pointer over the "
+     "email's tokens) it reads: 1.13 nats of source dependence on train and 0.90 on dev after 1,000 steps, dev "
+     "ROUGE-1 9.0 on 300 emails (commit `01b31ca`); the AESLC preset has it on since `72eff48`"),
     ("Date-format quick start", "quickstart", "100% exact match on 500 held-out pairs (commit `377d20e`)"),
 ]
 

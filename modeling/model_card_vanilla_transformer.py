@@ -57,6 +57,7 @@ embeddings scaled by sqrt(d_model), one embedding matrix shared by encoder, deco
 | initialisation | not stated | Xavier-uniform projections, zero biases, embeddings N(0, d_model^-0.5) | none |
 | maximum length | unbounded (sinusoids) | `max_position_embeddings=512`; longer inputs raise a `ValueError` naming the length | `max_position_embeddings` |
 | vocabulary | BPE, 37k tokens shared by English and German | byte-level BPE (lossless on any text), its size chosen when training the tokenizer | `vocab_size`, `add_prefix_space` |
+| copying from the source | none | off | `copy_mechanism=True`: a pointer over the source tokens mixed into the output distribution (See et al., 2017); the AESLC preset's, whose subject lines are words chosen from the email |
 | classification head | none | encoder, masked mean pooling (or max, or first token), dropout, linear | `classifier_pooling` |
 
 ## Training data and results
@@ -186,7 +187,8 @@ def folder_card(model, location: str, results: dict | None = None, tokenizer_inc
         f"layers, {config.num_attention_heads} heads, d_ff {config.ffn_dim}, vocabulary {config.vocab_size}, "
         f"{config.positional_encoding} positions, {'pre' if config.normalize_before else 'post'}-LN, "
         + ("global" if config.attention_window is None else f"local (window {config.attention_window})")
-        + " attention. It loads with `transformers` alone (`trust_remote_code=True`: the model's code is in "
+        + " attention" + (", a copy mechanism (pointer-generator)" if getattr(config, "copy_mechanism", False) else "")
+        + ". It loads with `transformers` alone (`trust_remote_code=True`: the model's code is in "
           "this folder).")
     usage = (f"from transformers import {auto}, AutoTokenizer\n\n"
              f"model = {auto}.from_pretrained({location!r}, trust_remote_code=True)\n"

@@ -404,7 +404,8 @@ class VanillaTransformerEncoderOutput(BaseModelOutput):
     """The encoder's output, with the source token ids it read: `generate()` runs the encoder once and then
     passes only this output on, and the copy mechanism needs the ids to know which token each position is.
 
-    source_ids: (B, S) the encoder's `input_ids` (None when it was given `inputs_embeds`).
+    source_ids: (B, S) the encoder's `input_ids` when config.copy_mechanism is on (else, or when it was given
+        `inputs_embeds`, None).
     """
 
     source_ids: torch.LongTensor | None = None
@@ -452,7 +453,7 @@ class VanillaTransformerEncoder(TransformerStack):
         hidden_states, all_hidden_states = self.final_layer_norm(hidden_states, all_hidden_states)
         return VanillaTransformerEncoderOutput(
             last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions,
-            source_ids=input_ids,
+            source_ids=input_ids if self.config.copy_mechanism else None,
         )
 
 

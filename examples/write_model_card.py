@@ -11,6 +11,7 @@ The side-by-side section is kept as it stands in model_card.md: examples/compari
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from common.generated_sections import replace_section
@@ -52,12 +53,28 @@ TASKS = [
      "Why the copy mechanism: `results/aeslc/NOTES.md`.",
      []),
 ]
-# A task's first run decoded again by examples/evaluate_model.py with other length penalties: the reports on val
-# (the rule: the best cased val BLEU) and the chosen one's on test, files under results/
+
+
+@dataclass(frozen=True)
+class Redecoding:
+    """A task's first run decoded again by examples/evaluate_model.py with other values of one decoding option:
+    its reports on the validation split (the rule: the best `metric` there) and, where the task has one scored,
+    the chosen value's report on test; file patterns under results/."""
+    option: str  # the evaluate_model.py option (and report field) swept
+    metric: str
+    val_pattern: str
+    test_pattern: str | None = None
+
+
+# the columns of a sweep's table, by the metric that chooses
+SWEEP_COLUMNS = {"bleu": [("bleu", "sacreBLEU"), ("bleu_lowercase", "lower-cased"), ("chrf", "chrF")],
+                 "rouge1": [("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L")]}
 REDECODED = {
-    "Multi30k English -> German (translation)": ("multi30k-en-de/length-penalty/val-*.json",
-                                                 "multi30k-en-de/length-penalty/test_2016_flickr-*.json"),
+    "Multi30k English -> German (translation)": Redecoding("length_penalty", "bleu",
+                                                           "multi30k-en-de/length-penalty/val-*.json",
+                                                           "multi30k-en-de/length-penalty/test_2016_flickr-*.json"),
 }
+
 # tasks whose runs' results.json was not committed: their logs (command, commit, hardware, wall time)
 NOT_IN_JSON = [
     ("Multi30k German -> English", "multi30k-de-en", "test_2016_flickr 39.1 sacreBLEU (commit `518c518`)"),
@@ -107,45 +124,60 @@ def load_runs(paths: list[str]) -> list[dict]:
     return runs
 
 
-def redecoded(val_pattern: str, test_pattern: str) -> tuple[list, dict, dict] | None:
-    """The val sweep of length penalties (ascending), the best on val, and that one's test report."""
+def redecoded(sweep: Redecoding) -> tuple[list, dict, dict | None] | None:
+    """The validation reports (ascending in the option), the best one, and the chosen value's test report."""
     def reports(pattern):
         return [json.loads(path.read_text(encoding="utf-8")) for path in sorted((ROOT / "results").glob(pattern))]
 
-    sweep, tests = sorted(reports(val_pattern), key=lambda r: r["length_penalty"]), reports(test_pattern)
-    chosen = max(sweep, key=lambda r: r["bleu"], default=None)
-    test = next((r for r in tests if chosen and r["length_penalty"] == chosen["length_penalty"]), None)
-    return (sweep, chosen, test) if test else None
+    found = sorted(reports(sweep.val_pattern), key=lambda r: r[sweep.option])
+    if not found:
+        return None
+    chosen = max(found, key=lambda r: r[sweep.metric])
+    if not sweep.test_pattern:
+        return found, chosen, None
+    test = next((r for r in reports(sweep.test_pattern) if r[sweep.option] == chosen[sweep.option]), None)
+    return (found, chosen, test) if test else None
+
+
+def setting(value) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
 def current_scores(heading: str, run: dict) -> tuple[dict, str]:
-    """A task's first run's scores as its preset decodes today (the length penalty chosen on val where the run was
-    decoded again), and where they come from."""
-    if heading in REDECODED and (found := redecoded(*REDECODED[heading])):
+    """A task's first run's scores as its preset decodes today (the decoding option chosen on validation where the
+    run was decoded again), and where they come from."""
+    if heading in REDECODED and (found := redecoded(sweep := REDECODED[heading])):
         _, chosen, test = found
-        return ({r["split"]: r for r in (chosen, test)},
-                f" decoded with length penalty {chosen['length_penalty']:.1f} (commit `{test['commit'][:7]}`)")
+        shown = [r for r in (chosen, test) if r]
+        return ({r["split"]: r for r in shown},
+                f" decoded with {sweep.option} {setting(chosen[sweep.option])} (commit `{shown[-1]['commit'][:7]}`)")
     return run["evaluation"], ""
 
 
-def redecoded_text(val_pattern: str, test_pattern: str, run: dict | None = None) -> list[str]:
-    """The val sweep of length penalties as a table, then the chosen one on val and test (beside `run`'s own test
-    score), with where each came from."""
-    if not (found := redecoded(val_pattern, test_pattern)):
+def redecoded_text(sweep: Redecoding, run: dict | None = None) -> list[str]:
+    """The validation sweep as a table, then the chosen value's scores (on test too, beside `run`'s own test
+    score, where the task has one), with where each came from."""
+    if not (found := redecoded(sweep)):
         return []
-    sweep, chosen, test = found
-    before = (run or {}).get("evaluation", {}).get(test["split"], {}).get("bleu")
+    reports, chosen, test = found
+    metric_name = dict(SWEEP_COLUMNS[sweep.metric])[sweep.metric]
+    before = (run or {}).get("evaluation", {}).get(test["split"], {}).get(sweep.metric) if test else None
     versus = "" if before is None else (
-        f" On {test['split']} it scores {test['bleu']:.1f} BLEU, against {before:.1f} with the run's own decoding "
-        f"above (why they differ: `results/{val_pattern.split('/')[0]}/NOTES.md`).")
-    lines = ["", f"The same model decoded again with other length penalties (`examples/evaluate_model.py "
-             f"--length_penalty`; beam {chosen['num_beams']}), on val only; {chosen['length_penalty']:.1f} scores best "
-             f"there and is the preset's since, so the README's command now ends with these scores.{versus}", "",
-             "| length penalty | val sacreBLEU | lower-cased | chrF |", "|---|---|---|---|"]
-    lines += [f"| {r['length_penalty']:.1f} | {r['bleu']:.2f} | {r['bleu_lowercase']:.2f} | {r['chrf']:.2f} |"
-              for r in sweep]
-    lines += ["", scores_table({"evaluation": {r["split"]: r for r in (chosen, test)}}), ""]
-    for r in [*sweep, test]:
+        f" On {test['split']} it scores {test[sweep.metric]:.1f} {metric_name}, against {before:.1f} with the run's "
+        f"own decoding above (why they differ: `results/{sweep.val_pattern.split('/')[0]}/NOTES.md`).")
+    optimistic = "" if test else (" The value was chosen on the split it is scored on, so this score is optimistic "
+                                  "by what that choice adds.")
+    lines = ["", f"The same model decoded again with other values of `{sweep.option}` (`examples/evaluate_model.py "
+             f"--{sweep.option}`; beam {chosen['num_beams']}), on {chosen['split']} only; "
+             f"{setting(chosen[sweep.option])} scores best there and is the preset's since, so the README's command "
+             f"now decodes with it.{versus}{optimistic}", "",
+             f"| {sweep.option} | " + " | ".join(f"{chosen['split']} {name}" if key == sweep.metric else name
+                                                for key, name in SWEEP_COLUMNS[sweep.metric]) + " |",
+             "|---|" + "---|" * len(SWEEP_COLUMNS[sweep.metric])]
+    lines += [f"| {setting(r[sweep.option])} | " + " | ".join(f"{r[key]:.2f}" for key, _ in SWEEP_COLUMNS[sweep.metric])
+              + " |" for r in reports]
+    lines += ["", scores_table({"evaluation": {r["split"]: r for r in (chosen, test) if r}}), ""]
+    for r in [*reports, *([test] if test else [])]:
         hardware = r["hardware"]
         lines.append(f"- `{r['command']}`: commit `{r['commit'][:7]}`; {hardware.get('gpu') or hardware['cpu']}, "
                      f"{hardware['cpu_threads']} threads{', bf16' if r['bf16'] else ''}; {r['seconds'] / 60:.1f} min")
@@ -160,7 +192,7 @@ def results_text(task_runs: list[tuple]) -> str:
         for index, run in enumerate(runs):
             lines += ["", f"From `{run['results_file']}`:", "", describe_run(run)]
             if index == 0 and heading in REDECODED:
-                lines += redecoded_text(*REDECODED[heading], run)
+                lines += redecoded_text(REDECODED[heading], run)
         lines += [f"\n![{figure}](figures/{figure})" for figure in figures if (ROOT / "figures" / figure).exists()]
     lines += ["", "### Other tasks (runs from before results JSON were committed)", ""]
     lines += [f"- {heading}: {summary}; command, commit, hardware and wall time in `results/{task}/NOTES.md`."

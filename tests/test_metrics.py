@@ -105,3 +105,43 @@ def test_the_length_penalty_option_reaches_beam_search(tokenizer):
 
     (default, short), (given, long) = mean_length(), mean_length(length_penalty=5.0)
     assert (default, given) == (0.6, 5.0) and long > short + 10
+
+
+def test_the_no_repeat_ngram_size_option_stops_loops_in_scoring_and_in_the_saved_model(tokenizer, tmp_path):
+    """A model built for a task with a decoding guard (`--no_repeat_ngram_size`) keeps it in its generation config,
+    so a plain generate() of the saved folder never repeats a token pair; the search that scores a model uses the
+    task's setting, also where it differs from the model's (0: off). An untrained model loops, so without the
+    guard its outputs repeat token pairs."""
+    import torch
+    from conftest import CORPUS
+    from vanilla_transformer.modeling import VanillaTransformerForConditionalGeneration
+
+    from common.arguments import DataArguments
+    from common.evaluation import predict
+    from common.models import build_model
+
+    def repeated_pairs(rows):  # in each output up to its end-of-sequence token
+        outputs = [ids[: ids.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in ids else ids
+                   for ids in (row.tolist() for row in rows)]
+        return sum(len(pairs) - len(set(pairs)) for pairs in (list(zip(ids, ids[1:])) for ids in outputs))
+
+    unguarded = DataArguments(task="summarization").load_task()
+    guarded = DataArguments(task="summarization", no_repeat_ngram_size=2).load_task()
+    assert (unguarded.no_repeat_ngram_size, guarded.no_repeat_ngram_size) == (0, 2)
+    torch.manual_seed(0)
+    model = build_model(guarded, tokenizer, "d_model=32,encoder_layers=1,decoder_layers=1,ffn_dim=64,dropout=0")
+    model.save_pretrained(tmp_path)
+    model = VanillaTransformerForConditionalGeneration.from_pretrained(tmp_path).eval()
+    sources = CORPUS[:4]
+    batch = tokenizer(sources, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        plain = model.generate(**batch, num_beams=1, max_new_tokens=guarded.max_new_tokens)
+        loops = model.generate(**batch, num_beams=1, max_new_tokens=guarded.max_new_tokens, no_repeat_ngram_size=0)
+        beams = model.generate(**batch, max_new_tokens=guarded.max_new_tokens)  # the saved config's beam 4
+    assert repeated_pairs(loops) > 0 and repeated_pairs(plain) == 0 and repeated_pairs(beams) == 0
+
+    def texts(ids):
+        return [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    assert predict(model, tokenizer, guarded, sources, num_beams=1) == texts(plain)
+    assert predict(model, tokenizer, unguarded, sources, num_beams=1) == texts(loops)

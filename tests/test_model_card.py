@@ -61,8 +61,30 @@ def test_a_redecoded_run_shows_its_val_sweep_and_the_best_val_setting_on_test(tm
     report("test", 0.6, 45.0)  # a better test score must not decide
     report("test", 2.0, 39.7)
     monkeypatch.setattr(write_model_card, "ROOT", tmp_path)
-    text = "\n".join(write_model_card.redecoded_text("task/length-penalty/val-*.json",
-                                                     "task/length-penalty/test-*.json"))
+    text = "\n".join(write_model_card.redecoded_text(write_model_card.Redecoding(
+        "length_penalty", "bleu", "task/length-penalty/val-*.json", "task/length-penalty/test-*.json")))
     assert "2.0 scores best" in text and "| 3.0 | 40.40 |" in text
     assert "| test | 39.7 [38.7, 40.7] |" in text and "45.0" not in text
     assert "`evaluate_model.py --split test --length_penalty 2.0`: commit `aaaaaaa`; Some CPU, 2 threads, bf16" in text
+
+
+def test_a_task_without_a_test_split_is_redecoded_on_validation_and_says_the_score_is_optimistic(tmp_path,
+                                                                                                    monkeypatch):
+    """A loop guard chosen on dev (best ROUGE-1): the sweep's table, the chosen value's scores, and the warning
+    that choosing on the scored split flatters it; the README row takes the chosen report's scores."""
+    folder = tmp_path / "results" / "task" / "no-repeat"
+    folder.mkdir(parents=True)
+    for size, rouge1 in [(0, 10.5), (1, 13.2), (2, 12.8)]:
+        (folder / f"dev-{size}.json").write_text(json.dumps({
+            "split": "dev", "no_repeat_ngram_size": size, "num_beams": 4, "bf16": False, "seconds": 240.0,
+            "rouge1": rouge1, "rouge1_ci95": [rouge1 - 1, rouge1 + 1], "rouge2": 1.5, "rougeL": rouge1 - 0.5,
+            "command": f"evaluate_model.py --split dev --no_repeat_ngram_size {size}", "commit": "b" * 40,
+            "hardware": {"cpu": "Some CPU", "cpu_threads": 1}}))
+    monkeypatch.setattr(write_model_card, "ROOT", tmp_path)
+    sweep = write_model_card.Redecoding("no_repeat_ngram_size", "rouge1", "task/no-repeat/dev-*.json")
+    text = "\n".join(write_model_card.redecoded_text(sweep, {"evaluation": {"dev": {"rouge1": 10.5}}}))
+    assert "1 scores best" in text and "| 2 | 12.80 | 1.50 | 12.30 |" in text and "optimistic" in text
+    assert "| dev | 13.2 [12.2, 14.2] |" in text
+    monkeypatch.setitem(write_model_card.REDECODED, "Task", sweep)
+    scores, where = write_model_card.current_scores("Task", {"evaluation": {"dev": {"rouge1": 10.5}}})
+    assert scores["dev"]["rouge1"] == 13.2 and "no_repeat_ngram_size 1 (commit `bbbbbbb`)" in where

@@ -74,16 +74,20 @@ class DataArguments:
     length_penalty: float | None = option("beam search's length penalty alpha: a beam's log-probability is "
                                           "divided by its length to this power, so larger values favour longer "
                                           "outputs (default: the task's; 0.6, the paper's, for translation)")
+    no_repeat_ngram_size: int | None = option("decoding: never repeat an n-gram of this many tokens within one "
+                                              "output, a guard against loops (0: off; default: the task's)",
+                                              minimum=0)
 
     def load_task(self):
-        """The preset or task kind, with the columns, languages, lengths and length penalty given on the command
+        """The preset or task kind, with the columns, languages, lengths and decoding options given on the command
         line."""
         columns = {"translation": (self.source_lang, self.target_lang),
                    "summarization": (self.text_column, self.summary_column),
                    "classification": (self.text_column_name, self.label_column_name)}
         source, target = columns[get_task(self.task).kind]
         task = get_task(self.task, source=source, target=target, max_source_length=self.max_source_length,
-                        max_target_length=self.max_target_length, length_penalty=self.length_penalty)
+                        max_target_length=self.max_target_length, length_penalty=self.length_penalty,
+                        no_repeat_ngram_size=self.no_repeat_ngram_size)
         if task.kind == "translation" and not (task.source and task.target):
             raise ValueError("a translation task needs --source_lang and --target_lang")
         return task

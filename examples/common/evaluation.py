@@ -85,7 +85,9 @@ def predict(model, tokenizer, task: Task, sources: list[str], batch_size: int = 
                 beams = num_beams or task.num_beams
                 search = {"num_beams": beams, "length_penalty": task.length_penalty} if beams > 1 else {
                     "num_beams": 1, "length_penalty": None}
-                generated = model.generate(**batch, **search, max_new_tokens=task.max_new_tokens)
+                # the task's guard, also where the model's generation config has another (0 turns it off)
+                generated = model.generate(**batch, **search, no_repeat_ngram_size=task.no_repeat_ngram_size,
+                                           max_new_tokens=task.max_new_tokens)
                 outputs = tokenizer.batch_decode(generated, skip_special_tokens=True)
         for i, output in zip(indices, outputs):
             predictions[i] = output.strip() if isinstance(output, str) else output

@@ -54,6 +54,7 @@ def build_model(task: Task, tokenizer, config_overrides: str = ""):
     else:
         model = VanillaTransformerForConditionalGeneration(config)
         model.generation_config.update(num_beams=task.num_beams, length_penalty=task.length_penalty,
+                                       no_repeat_ngram_size=task.no_repeat_ngram_size or None,
                                        max_new_tokens=task.max_new_tokens, max_length=None)
     if attn_implementation:
         model.set_attn_implementation(attn_implementation)

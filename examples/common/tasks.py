@@ -28,6 +28,7 @@ class Task:
     max_target_length: int = 128
     num_beams: int = 4
     length_penalty: float = 0.6  # Section 6.1 of the paper: beam size 4, length penalty alpha 0.6
+    no_repeat_ngram_size: int = 0  # decoding: no n-gram of this many tokens twice in one output (0: off)
     max_new_tokens: int = 128
     defaults: dict = field(default_factory=dict)  # the recipe: vocabulary, model size, schedule
 

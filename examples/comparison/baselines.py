@@ -266,6 +266,7 @@ def build_baseline(architecture: str, ours, task, tokenizer, label_smoothing: fl
                          f"parameters) is more than 10% away from ours ({target:,})")
     if task.head != "classification":
         model.generation_config.update(num_beams=task.num_beams, length_penalty=task.length_penalty,
+                                       no_repeat_ngram_size=task.no_repeat_ngram_size or None,
                                        max_new_tokens=task.max_new_tokens, max_length=None,
                                        decoder_start_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id,
                                        eos_token_id=tokenizer.eos_token_id)

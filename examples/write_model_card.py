@@ -48,7 +48,9 @@ TASKS = [
      "The README's AESLC command stopped at 2,000 of its about 6,600 steps (`--max_steps 2000`; the schedule does "
      "not depend on the planned length, so these are the 20-epoch run's first steps), with the copy mechanism the "
      "preset has since commit `72eff48`; the checkpoint is the best of 4 greedy validations on the first 300 dev "
-     "emails, scored on all 1,960 against the best of their three annotated subjects. `source_dependence` in the "
+     "emails (decoded without a loop guard; with the guard the preset has now, step 1,000 is still the best of the "
+     "four: `results/aeslc/NOTES.md`), scored on all 1,960 against the best of their three annotated subjects. "
+     "`source_dependence` in the "
      "JSON: the loss per target token with each email's own source against the next email's (300 records). "
      "Why the copy mechanism: `results/aeslc/NOTES.md`.",
      []),
@@ -73,6 +75,8 @@ REDECODED = {
     "Multi30k English -> German (translation)": Redecoding("length_penalty", "bleu",
                                                            "multi30k-en-de/length-penalty/val-*.json",
                                                            "multi30k-en-de/length-penalty/test_2016_flickr-*.json"),
+    "AESLC (email subject lines), the first 2,000 steps of the preset": Redecoding(
+        "no_repeat_ngram_size", "rouge1", "aeslc/no-repeat-ngram/dev-*.json"),
 }
 
 # tasks whose runs' results.json was not committed: their logs (command, commit, hardware, wall time)
@@ -180,7 +184,8 @@ def redecoded_text(sweep: Redecoding, run: dict | None = None) -> list[str]:
     for r in [*reports, *([test] if test else [])]:
         hardware = r["hardware"]
         lines.append(f"- `{r['command']}`: commit `{r['commit'][:7]}`; {hardware.get('gpu') or hardware['cpu']}, "
-                     f"{hardware['cpu_threads']} threads{', bf16' if r['bf16'] else ''}; {r['seconds'] / 60:.1f} min")
+                     f"{hardware['cpu_threads']} thread{'s' if hardware['cpu_threads'] != 1 else ''}"
+                     f"{', bf16' if r['bf16'] else ''}; {r['seconds'] / 60:.1f} min")
     return lines
 
 

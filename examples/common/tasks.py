@@ -95,6 +95,7 @@ PRESETS = {
             hub_dataset="Yale-LILY/aeslc", hub_columns={"email_body": "email", "subject_line": "subject"},
             hub_splits={"dev": "validation"},
             max_source_length=512, max_target_length=32, max_new_tokens=32, length_penalty=1.0,
+            no_repeat_ngram_size=1,  # chosen on dev: the copying model otherwise loops on copied fragments
             # the copy mechanism: without it the model never learns to read the email (results/aeslc/NOTES.md)
             defaults={"vocab_size": 10000,
                       "model": {**SMALL_MODEL, "max_position_embeddings": 512, "copy_mechanism": True},

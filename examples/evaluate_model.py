@@ -69,9 +69,7 @@ def main(argv=None) -> int:
     started = time.time()
     metrics, predictions = evaluate_records(model, tokenizer, task, records, n_bootstrap=args.n_bootstrap,
                                             batch_size=args.batch_size, num_beams=args.num_beams, autocast=autocast)
-    decoding = {} if task.head == "classification" else {
-        "num_beams": args.num_beams or task.num_beams, "length_penalty": task.length_penalty,
-        "no_repeat_ngram_size": task.no_repeat_ngram_size}
+    decoding = {} if task.head == "classification" else task.decoding(args.num_beams)
     report = {"model": args.model, "task": task.name, "split": args.split, "records": len(records), **decoding,
               "bf16": args.bf16, "seconds": round(time.time() - started, 1), **metrics,
               "command": shlex.join(["evaluate_model.py", *(sys.argv[1:] if argv is None else argv)]),

@@ -50,8 +50,7 @@ TASKS = [
      "preset has since commit `72eff48`; the checkpoint is the best of 4 greedy validations on the first 300 dev "
      "emails (decoded without a loop guard; with the guard the preset has now, step 1,000 is still the best of the "
      "four: `results/aeslc/NOTES.md`), scored on all 1,960 against the best of their three annotated subjects. "
-     "`source_dependence` in the "
-     "JSON: the loss per target token with each email's own source against the next email's (300 records). "
+     "`source_dependence` in the JSON: the loss per target token with each email's own source against the next email's (300 records). "
      "Why the copy mechanism: `results/aeslc/NOTES.md`. With dropout 0.3 instead of 0.1 (the same 2,000 steps, "
      "commit `f0a2afb`, 62 min; `results/aeslc/diagnostic-dropout0.3*.json`) it learns more slowly and scores "
      "10.9 dev ROUGE-1 with the guard below, so the preset keeps 0.1.",

@@ -90,9 +90,7 @@ def write_results(output_dir: Path, task: Task, model, arguments, accelerator, p
         "best_step": progress.best_step,
         "parameters": model.num_parameters(),
         "evaluation": evaluation,
-        "decoding": None if task.head == "classification" else {
-            "num_beams": task.num_beams, "length_penalty": task.length_penalty,
-            "no_repeat_ngram_size": task.no_repeat_ngram_size, "max_new_tokens": task.max_new_tokens},
+        "decoding": None if task.head == "classification" else task.decoding(),
         "arguments": {**vars(data_args), **vars(model_args), **vars(options)},
         "config": model.config.to_diff_dict(),
         "history": progress.history,

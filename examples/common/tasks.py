@@ -45,6 +45,11 @@ class Task:
         """The validation number that selects the best checkpoint."""
         return MAIN_METRIC[self.kind]
 
+    def decoding(self, num_beams: int | None = None) -> dict:
+        """How a seq2seq model of this task is decoded when it is scored (recorded beside the scores)."""
+        return {"num_beams": num_beams or self.num_beams, "length_penalty": self.length_penalty,
+                "no_repeat_ngram_size": self.no_repeat_ngram_size, "max_new_tokens": self.max_new_tokens}
+
     def label_config(self) -> dict:
         """The label fields of a classification model's config (num_labels, id2label, label2id)."""
         return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),

@@ -83,6 +83,8 @@ class TrainingOptions:
     max_grad_norm: float = option("gradient clipping (0: off)", default=1.0, minimum=0)
     weight_decay: float = option("decoupled weight decay (AdamW) on the weight matrices; 0: the paper's Adam",
                                  default=0.0, minimum=0)
+    optim: str = option("adam (the paper's) or adafactor (T5's: each step scaled to its parameter's size; "
+                        "weight decay is then Adafactor's own)", default="adam", choices=["adam", "adafactor"])
     cpu_kernels: bool = option("train ours on a CPU with the opt-in speed-ups of enable_cpu_kernels "
                                "(--no_cpu_kernels: without)", default=True)
     mixed_precision: str = option("no, bf16 or fp16", default="bf16", choices=["no", "bf16", "fp16"])
@@ -198,7 +200,7 @@ def train(task, data_args, model_args, options) -> dict:
                                               label_smoothing=model.config.label_smoothing)
     if options.cpu_kernels and accelerator.device.type == "cpu" and isinstance(model, VanillaTransformerPreTrainedModel):
         enable_cpu_kernels(model)
-    optimizer = build_optimizer(model, options.learning_rate, options.weight_decay)
+    optimizer = build_optimizer(model, options.learning_rate, options.weight_decay, options.optim)
     scheduler = get_inverse_sqrt_schedule(optimizer, num_warmup_steps=options.warmup_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     progress = Progress()

@@ -374,3 +374,22 @@ def test_early_stopping_waits_for_the_minimum_epochs_then_stops_after_patience_v
     assert results["best_step"] == validated[best]["step"]
     assert train.main(arguments + ["--resume"]) == 0
     assert json.loads((output / "results.json").read_text())["steps"] == results["steps"]
+
+
+def test_adafactor_steps_in_proportion_to_each_parameters_size_where_adam_steps_alike():
+    def step_sizes(name):
+        torch.manual_seed(0)
+        large, small = torch.nn.Parameter(torch.randn(64, 64)), torch.nn.Parameter(0.01 * torch.randn(64, 64))
+        before = [large.detach().clone(), small.detach().clone()]
+        optimizer = build_optimizer(torch.nn.ParameterList([large, small]), lr=1e-3, weight_decay=0.0, name=name)
+        gradient = torch.randn(64, 64)
+        large.grad, small.grad = gradient.clone(), gradient.clone()
+        optimizer.step()
+        return [(p.detach() - b).pow(2).mean().sqrt().item() for p, b in zip([large, small], before)]
+
+    adam_large, adam_small = step_sizes("adam")
+    assert adam_large == pytest.approx(adam_small, rel=1e-3)
+    adafactor_large, adafactor_small = step_sizes("adafactor")
+    assert adafactor_large / adafactor_small == pytest.approx(100, rel=0.1)
+    with pytest.raises(ValueError, match="sgd"):
+        build_optimizer(torch.nn.Linear(2, 2), lr=1e-3, weight_decay=0.0, name="sgd")

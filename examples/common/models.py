@@ -1,6 +1,7 @@
 """Building ours for a task, and the paper's optimiser."""
 
 import torch
+from transformers.optimization import Adafactor
 
 from vanilla_transformer.configuration import VanillaTransformerConfig
 from vanilla_transformer.modeling import (
@@ -61,9 +62,19 @@ def build_model(task: Task, tokenizer, config_overrides: str = ""):
     return model
 
 
-def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, name: str = "adam") -> torch.optim.Optimizer:
     """Adam with betas (0.9, 0.98) and eps 1e-9 (Section 5.3). With weight decay: AdamW's decoupled decay,
-    on the weight matrices and embeddings only (decaying biases and LayerNorm gains only shrinks them)."""
+    on the weight matrices and embeddings only (decaying biases and LayerNorm gains only shrinks them).
+
+    name="adafactor": T5's optimiser (Shazeer & Stern 2018, as transformers implements it), each step scaled to
+    the size of the parameter it changes (`scale_parameter`), with `lr` from the shared schedule. T5's
+    initialisation assumes it: its word vectors start with standard deviation 1 and its query projections near
+    (d_model d_kv)^-1/2, so Adam's steps of one size for all move the word vectors comparatively little."""
+    if name == "adafactor":
+        return Adafactor(model.parameters(), lr=lr, weight_decay=weight_decay, scale_parameter=True,
+                         relative_step=False, warmup_init=False)
+    if name != "adam":
+        raise ValueError(f"optimizer {name!r}: expected 'adam' or 'adafactor'")
     adam = dict(lr=lr, betas=(0.9, 0.98), eps=1e-9)
     if not weight_decay:
         return torch.optim.Adam(model.parameters(), **adam)

@@ -76,3 +76,24 @@ def test_checkpoint_weights_replace_the_model_folders(trained, tmp_path, capsys)
     report = json.loads(capsys.readouterr().out)
     assert report["checkpoint"] == str(tmp_path / "step-9")
     assert report["difference"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_attention_entropy_falls_to_zero_when_a_layers_attention_saturates(trained, capsys):
+    """--attention_entropy: each encoder layer's entropy lies between 0 and uniform attention's; queries scaled
+    up a thousandfold make that layer's softmax one-hot (entropy near 0) and leave the uniform figure alone."""
+    data, folder = trained
+    task = get_task("multi30k-en-de")
+    assert source_dependence.main(["--model", str(folder), "--task", "multi30k-en-de", "--data", str(data),
+                                   "--split", "val", "--attention_entropy"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    model = load_model(folder, task)
+    assert len(report["encoder_attention_entropy"]) == len(model.model.encoder.layers)
+    assert all(0 < entropy <= report["uniform_attention_entropy"] + 1e-6
+               for entropy in report["encoder_attention_entropy"])
+    with torch.no_grad():
+        model.model.encoder.layers[0].self_attn.q_proj.weight.mul_(1000)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    saturated = source_dependence.encoder_attention_entropy(model, tokenizer, task,
+                                                            load_records(task, DataSource(str(data)), "val"))
+    assert saturated["encoder_attention_entropy"][0] < 0.1 * report["encoder_attention_entropy"][0]
+    assert saturated["uniform_attention_entropy"] == pytest.approx(report["uniform_attention_entropy"])

@@ -142,6 +142,17 @@ def test_a_table_whose_rows_come_from_different_commits_says_so():
     assert "not yet one comparison" in line and f"T5 `{'a' * 7}+`" in line and f"`{'b' * 7}`" in line
 
 
+def test_the_card_names_a_model_trained_with_another_optimiser_than_adam():
+    def run(**arguments):
+        return {"arguments": arguments}
+
+    adam_only = {"ours": [run()], "lstm": [run(optim="adam")]}
+    assert comparison_report.optimizers_line("multi30k-en-de", adam_only) == []
+    sweep = {"t5": {1e-3: run(optim="adafactor")}, "ours": {1e-3: run(optim="adam")}}
+    line = comparison_report.optimizers_line("multi30k-en-de", sweep, adam_only)[0]
+    assert "T5: adafactor" in line and "ours" not in line and "LSTM" not in line
+
+
 def test_the_card_says_which_differences_to_ours_are_significant_and_in_whose_favour():
     def run(seed, bleu):
         return {"arguments": {"seed": seed}, "evaluation": {"test": {"bleu": bleu}}}

@@ -78,6 +78,22 @@ def load_sweep(results_dir: Path) -> dict:
     return sweeps
 
 
+def optimizers_line(task_name: str, *groups: dict) -> list[str]:
+    """A sentence naming the models trained with another optimiser than the paper's Adam (train.py --optim), read
+    from their runs' arguments; `groups`: {model: [results]} or {model: {rate: result}}."""
+    others = defaultdict(set)
+    for models in groups:
+        for model, runs in models.items():
+            for run in runs.values() if isinstance(runs, dict) else runs:
+                optimizer = run.get("arguments", {}).get("optim", "adam")
+                if optimizer != "adam":
+                    others[display_name(model, task_name)].add(optimizer)
+    if not others:
+        return []
+    named = "; ".join(f"{model}: {', '.join(sorted(names))}" for model, names in others.items())
+    return [f"Optimiser: Adam, except for {named} (`train.py --optim`).", ""]
+
+
 def sweep_score(result: dict) -> float | None:
     """The validation score of a sweep run (its task's main metric); None for a run that failed."""
     return None if result.get("failed") else final_scores(result)[get_task(result["task"]).main_metric]
@@ -374,6 +390,7 @@ def report(results_dir: Path, figures_dir: Path) -> str:
     lines = [BEGIN]
     for task_name in sorted(set(runs) | set(sweeps) | set(ablations)):
         lines += ["", f"#### {task_name}", ""]
+        lines += optimizers_line(task_name, sweeps.get(task_name, {}), runs.get(task_name, {}))
         if task_name in sweeps:
             lines += sweep_table(task_name, sweeps[task_name]) + [""]
         if task_name in runs:

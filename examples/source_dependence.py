@@ -75,7 +75,9 @@ def encoder_attention_entropy(model, tokenizer, task, records: list[dict], batch
     entropy, uniform, rows = None, 0.0, 0
     for start in range(0, len(sources), batch_size):
         batch = tokenizer.pad({"input_ids": sources[start:start + batch_size]}, return_tensors="pt").to(device)
-        attentions = encoder(**batch, output_attentions=True).attentions  # per layer: (B, heads, T, T)
+        attentions = getattr(encoder(**batch, output_attentions=True), "attentions", None)  # per layer: (B, heads, T, T)
+        if not attentions:  # the LSTM's encoder has no self-attention
+            raise ValueError(f"{type(network).__name__}'s encoder has no self-attention to measure")
         real = batch["attention_mask"].bool()  # (B, T): the queries that count
         layer_sums = [-(a * a.clamp_min(1e-12).log()).sum(-1).mean(1)[real].sum().item() for a in attentions]
         entropy = layer_sums if entropy is None else [e + x for e, x in zip(entropy, layer_sums)]

@@ -97,3 +97,16 @@ def test_attention_entropy_falls_to_zero_when_a_layers_attention_saturates(train
                                                             load_records(task, DataSource(str(data)), "val"))
     assert saturated["encoder_attention_entropy"][0] < 0.1 * report["encoder_attention_entropy"][0]
     assert saturated["uniform_attention_entropy"] == pytest.approx(report["uniform_attention_entropy"])
+
+
+def test_attention_entropy_of_a_model_without_encoder_self_attention_is_a_clear_error(trained):
+    from comparison import lstm_baseline
+    from comparison.baselines import Seq2SeqWrapper
+
+    data, folder = trained
+    task = get_task("multi30k-en-de")
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    lstm = lstm_baseline.LSTMForConditionalGeneration(lstm_baseline.LSTMConfig(vocab_size=len(tokenizer), hidden_size=16))
+    with pytest.raises(ValueError, match="LSTMForConditionalGeneration's encoder has no self-attention"):
+        source_dependence.encoder_attention_entropy(Seq2SeqWrapper(lstm, "lstm", label_smoothing=0.1), tokenizer, task,
+                                                    load_records(task, DataSource(str(data)), "val"))

@@ -69,7 +69,8 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, name
     name="adafactor": T5's optimiser (Shazeer & Stern 2018, as transformers implements it), each step scaled to
     the size of the parameter it changes (`scale_parameter`), with `lr` from the shared schedule. T5's
     initialisation assumes it: its word vectors start with standard deviation 1 and its query projections near
-    (d_model d_kv)^-1/2, so Adam's steps of one size for all move the word vectors comparatively little."""
+    (d_model d_kv)^-1/2 with no 1/sqrt(d_kv) in the attention, so Adam's steps of one size for all move the word
+    vectors comparatively little and the queries comparatively much (on Multi30k its attention collapsed)."""
     if name == "adafactor":
         return Adafactor(model.parameters(), lr=lr, weight_decay=weight_decay, scale_parameter=True,
                          relative_step=False, warmup_init=False)

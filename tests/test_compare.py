@@ -175,7 +175,7 @@ def tokenizer():
 
 def gpt2_wrapper(tokenizer):
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2, n_inner=64,
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=512, n_embd=32, n_layer=2, n_head=2, n_inner=64,
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=tokenizer.pad_token_id,
                         eos_token_id=tokenizer.eos_token_id)
     return baselines.wrap(GPT2LMHeadModel(config).eval(), "gpt2", get_task("multi30k-en-de"), tokenizer, 0.0)
@@ -213,6 +213,21 @@ def test_decoder_only_generate_returns_the_continuation_of_source_and_separator(
             logits[tokenizer.eos_token_id] = float("-inf")  # min_new_tokens
             sequence = torch.cat([sequence, logits.argmax().view(1, 1)], dim=1)
         assert generated[row].tolist() == sequence[0, -4:].tolist()
+
+
+def test_decoder_only_repeat_guard_covers_the_continuation_not_the_source(tokenizer):
+    wrapper = gpt2_wrapper(tokenizer)
+    source = torch.arange(len(tokenizer))[None]  # every token of the vocabulary is in the source
+    mask = torch.ones_like(source)
+    generated = wrapper.generate(input_ids=source, attention_mask=mask, num_beams=1, max_new_tokens=4,
+                                 min_new_tokens=4, no_repeat_ngram_size=1)
+    sequence = torch.cat([source, torch.tensor([[tokenizer.bos_token_id]])], dim=1)
+    for _ in range(4):  # greedy by hand: a token may repeat one of the source, not one already generated
+        logits = wrapper.model(input_ids=sequence).logits[0, -1]
+        logits[tokenizer.eos_token_id] = float("-inf")  # min_new_tokens
+        logits[sequence[0, source.shape[1] + 1:]] = float("-inf")
+        sequence = torch.cat([sequence, logits.argmax().view(1, 1)], dim=1)
+    assert generated[0].tolist() == sequence[0, -4:].tolist()
 
 
 def test_seq2seq_wrapper_loss_equals_the_wrapped_models_own_loss(tokenizer):

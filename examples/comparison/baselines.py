@@ -36,6 +36,9 @@ from transformers import (
     GPT2Config,
     GPT2ForSequenceClassification,
     GPT2LMHeadModel,
+    LogitsProcessor,
+    LogitsProcessorList,
+    NoRepeatNGramLogitsProcessor,
     T5Config,
     T5ForConditionalGeneration,
     T5ForSequenceClassification,
@@ -116,6 +119,16 @@ class Seq2SeqWrapper(Wrapper):
         return self.model.generate(**kwargs)
 
 
+class ContinuationOnly(LogitsProcessor):
+    """Runs `processor` on the generated tokens alone, not on the prompt they continue."""
+
+    def __init__(self, processor: LogitsProcessor, prompt_length: int):
+        self.processor, self.prompt_length = processor, prompt_length
+
+    def __call__(self, input_ids, scores):
+        return self.processor(input_ids[:, self.prompt_length:], scores)
+
+
 class DecoderOnlyWrapper(Wrapper):
     """A causal LM reading "source <sep> target": the loss covers the target tokens only, and generate()
     continues "source <sep>" and returns what follows the separator."""
@@ -156,8 +169,16 @@ class DecoderOnlyWrapper(Wrapper):
         for row, prompt in enumerate(prompts):  # left padding: every prompt ends where generation starts
             prompt_ids[row, longest - len(prompt):] = prompt
             prompt_mask[row, longest - len(prompt):] = 1
+        # The repeat guard is the encoder-decoders': no n-gram twice in the output. transformers' own processor
+        # would count the prompt too, and forbid the output every source token (size 1) it should copy.
+        guard = kwargs.pop("no_repeat_ngram_size", None)
+        guard = self.generation_config.no_repeat_ngram_size if guard is None else guard
+        processors = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
+        if guard:
+            processors.append(ContinuationOnly(NoRepeatNGramLogitsProcessor(guard), longest))
         generated = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, pad_token_id=pad,
-                                        eos_token_id=self.config.eos_token_id, **kwargs)
+                                        eos_token_id=self.config.eos_token_id, no_repeat_ngram_size=0,
+                                        logits_processor=processors, **kwargs)
         return generated[:, longest:]
 
 

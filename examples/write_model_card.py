@@ -60,9 +60,10 @@ TASKS = [
 
 @dataclass(frozen=True)
 class Redecoding:
-    """A task's first run decoded again by examples/evaluate_model.py with other values of one decoding option:
+    """One run of a task decoded again by examples/evaluate_model.py with other values of one decoding option:
     its reports on the validation split (the rule: the best `metric` there) and, where the task has one scored,
-    the chosen value's report on test; file patterns under results/."""
+    the chosen value's report on test; paths and file patterns under results/."""
+    run_file: str  # the run's results JSON
     option: str  # the evaluate_model.py option (and report field) swept
     metric: str
     val_pattern: str
@@ -73,11 +74,11 @@ class Redecoding:
 SWEEP_COLUMNS = {"bleu": [("bleu", "sacreBLEU"), ("bleu_lowercase", "lower-cased"), ("chrf", "chrF")],
                  "rouge1": [("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L")]}
 REDECODED = {
-    "Multi30k English -> German (translation)": Redecoding("length_penalty", "bleu",
+    "Multi30k English -> German (translation)": Redecoding("multi30k-en-de/recipe.json", "length_penalty", "bleu",
                                                            "multi30k-en-de/length-penalty/val-*.json",
                                                            "multi30k-en-de/length-penalty/test_2016_flickr-*.json"),
     "AESLC (email subject lines), the first 2,000 steps of the preset": Redecoding(
-        "no_repeat_ngram_size", "rouge1", "aeslc/no-repeat-ngram/dev-*.json"),
+        "aeslc/preset-2000-steps.json", "no_repeat_ngram_size", "rouge1", "aeslc/no-repeat-ngram/dev-*.json"),
 }
 
 # tasks whose runs' results.json was not committed: their logs (command, commit, hardware, wall time)
@@ -148,10 +149,15 @@ def setting(value) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
+def redecoding_of(heading: str, run: dict) -> Redecoding | None:
+    sweep = REDECODED.get(heading)
+    return sweep if sweep and run["results_file"] == f"results/{sweep.run_file}" else None
+
+
 def current_scores(heading: str, run: dict) -> tuple[dict, str]:
     """A task's first run's scores as its preset decodes today (the decoding option chosen on validation where the
     run was decoded again), and where they come from."""
-    if heading in REDECODED and (found := redecoded(sweep := REDECODED[heading])):
+    if (sweep := redecoding_of(heading, run)) and (found := redecoded(sweep)):
         _, chosen, test = found
         shown = [r for r in (chosen, test) if r]
         return ({r["split"]: r for r in shown},
@@ -195,10 +201,10 @@ def results_text(task_runs: list[tuple]) -> str:
              "brackets; the test sets played no part in any choice."]
     for heading, runs, note, figures in task_runs:
         lines += ["", f"### {heading}", "", note]
-        for index, run in enumerate(runs):
+        for run in runs:
             lines += ["", f"From `{run['results_file']}`:", "", describe_run(run)]
-            if index == 0 and heading in REDECODED:
-                lines += redecoded_text(REDECODED[heading], run)
+            if sweep := redecoding_of(heading, run):
+                lines += redecoded_text(sweep, run)
         lines += [f"\n![{figure}](figures/{figure})" for figure in figures if (ROOT / "figures" / figure).exists()]
     lines += ["", "### Other tasks (runs from before results JSON were committed)", ""]
     lines += [f"- {heading}: {summary}; command, commit, hardware and wall time in `results/{task}/NOTES.md`."

@@ -23,7 +23,7 @@ def test_model_card_front_matter_parses_and_indexes_each_tasks_current_recipe():
              for heading, paths, _, _ in write_model_card.TASKS]
     assert shown
     for heading, path in shown:
-        run = json.loads((ROOT / "results" / path).read_text())
+        run = write_model_card.load_runs([path])[0]
         assert run["command"] in card.text
         # as the preset decodes today: en-de's length penalty was chosen on val after its run
         evaluation = write_model_card.current_scores(heading, run)[0]
@@ -62,7 +62,7 @@ def test_a_redecoded_run_shows_its_val_sweep_and_the_best_val_setting_on_test(tm
     report("test", 2.0, 39.7)
     monkeypatch.setattr(write_model_card, "ROOT", tmp_path)
     text = "\n".join(write_model_card.redecoded_text(write_model_card.Redecoding(
-        "length_penalty", "bleu", "task/length-penalty/val-*.json", "task/length-penalty/test-*.json")))
+        "task/run.json", "length_penalty", "bleu", "task/length-penalty/val-*.json", "task/length-penalty/test-*.json")))
     assert "2.0 scores best" in text and "| 3.0 | 40.40 |" in text
     assert "| test | 39.7 [38.7, 40.7] |" in text and "45.0" not in text
     assert "`evaluate_model.py --split test --length_penalty 2.0`: commit `aaaaaaa`; Some CPU, 2 threads, bf16" in text
@@ -81,10 +81,14 @@ def test_a_task_without_a_test_split_is_redecoded_on_validation_and_says_the_sco
             "command": f"evaluate_model.py --split dev --no_repeat_ngram_size {size}", "commit": "b" * 40,
             "hardware": {"cpu": "Some CPU", "cpu_threads": 1}}))
     monkeypatch.setattr(write_model_card, "ROOT", tmp_path)
-    sweep = write_model_card.Redecoding("no_repeat_ngram_size", "rouge1", "task/no-repeat/dev-*.json")
+    sweep = write_model_card.Redecoding("task/run.json", "no_repeat_ngram_size", "rouge1", "task/no-repeat/dev-*.json")
     text = "\n".join(write_model_card.redecoded_text(sweep, {"evaluation": {"dev": {"rouge1": 10.5}}}))
     assert "1 scores best" in text and "| 2 | 12.80 | 1.50 | 12.30 |" in text and "optimistic" in text
     assert "| dev | 13.2 [12.2, 14.2] |" in text
     monkeypatch.setitem(write_model_card.REDECODED, "Task", sweep)
-    scores, where = write_model_card.current_scores("Task", {"evaluation": {"dev": {"rouge1": 10.5}}})
+    run = {"results_file": "results/task/run.json", "evaluation": {"dev": {"rouge1": 10.5}}}
+    scores, where = write_model_card.current_scores("Task", run)
     assert scores["dev"]["rouge1"] == 13.2 and "no_repeat_ngram_size 1 (commit `bbbbbbb`)" in where
+    # a later run of the task, decoded by train.py as the preset decodes now, keeps its own scores
+    later = {"results_file": "results/task/later.json", "evaluation": {"dev": {"rouge1": 17.0}}}
+    assert write_model_card.current_scores("Task", later) == (later["evaluation"], "")

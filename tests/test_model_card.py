@@ -92,3 +92,11 @@ def test_a_task_without_a_test_split_is_redecoded_on_validation_and_says_the_sco
     # a later run of the task, decoded by train.py as the preset decodes now, keeps its own scores
     later = {"results_file": "results/task/later.json", "evaluation": {"dev": {"rouge1": 17.0}}}
     assert write_model_card.current_scores("Task", later) == (later["evaluation"], "")
+
+
+def test_a_runs_source_dependence_reports_are_tabled_under_its_scores():
+    report = {"checkpoint": "the scored model (step 500)", "split": "dev", "records": 300, "matched_loss": 6.656,
+              "mismatched_loss": 7.92, "difference": 1.264}
+    assert write_model_card.dependence_text({"evaluation": {}}) == []
+    text = "\n".join(write_model_card.dependence_text({"source_dependence": {"step500-dev": report}}))
+    assert "| the scored model (step 500) | dev | 300 | 6.66 | 7.92 | 1.26 |" in text

@@ -56,7 +56,7 @@ TASKS = [
      "the best of their three annotated subjects, so dev chose the checkpoint (and, earlier, the loop guard). "
      "`source_dependence` in the JSON: the loss per target token with each email's own source against the next "
      "email's (300 records). The first run was resumed from its step-1,000 checkpoint after an out-of-memory kill "
-     "at step 1,256 (its wall time leaves out the lost steps, about 9 min). Then the same command before the "
+     "at step 1,256 (its wall time leaves out the 17 minutes between that checkpoint and the kill). Then the same command before the "
      "prefix space (commit `72eff48`, no loop guard in its run; decoded again with the guard below). With "
      "dropout 0.3 instead of 0.1 (that run's 2,000 steps, commit `f0a2afb`, 62 min; "
      "`results/aeslc/diagnostic-dropout0.3*.json`) it learned more slowly and scored 10.9 dev ROUGE-1 with the "

@@ -20,6 +20,9 @@ class VanillaTransformerConfig(PreTrainedConfig):
         ffn_dim: d_ff, inner width of the position-wise feed-forward network (Section 3.3).
         dropout: P_drop, on each sub-layer output and on the embedding sums (Section 5.4).
         attention_dropout: dropout on the attention weights (not in the paper, hence 0).
+        word_dropout: in training, the probability that a token's embedding is zeroed before its position is
+            added, so the model sees the position but not the word (the word dropout of Iyyer et al., 2015, "Deep
+            Unordered Composition Rivals Syntactic Methods for Text Classification"; not in the paper, hence 0).
         activation_function: the feed-forward non-linearity; ReLU in the paper (Equation 2).
         max_position_embeddings: the longest sequence the model accepts.
         positional_encoding: "sinusoidal" (Section 3.5) or "learned" (the variant of Table 3, row E).
@@ -52,6 +55,7 @@ class VanillaTransformerConfig(PreTrainedConfig):
     ffn_dim: int = 2048
     dropout: float = 0.1
     attention_dropout: float = 0.0
+    word_dropout: float = 0.0
     activation_function: str = "relu"
     max_position_embeddings: int = 512
     positional_encoding: str = "sinusoidal"
@@ -87,7 +91,7 @@ class VanillaTransformerConfig(PreTrainedConfig):
                 fail(field, "must be a positive integer")
         if self.d_model % self.num_attention_heads != 0:
             fail("d_model", f"must be divisible by num_attention_heads={self.num_attention_heads}")
-        for field in ("dropout", "attention_dropout", "label_smoothing"):
+        for field in ("dropout", "attention_dropout", "word_dropout", "label_smoothing"):
             value = getattr(self, field)
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 fail(field, "must be in [0, 1)")

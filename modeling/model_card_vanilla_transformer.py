@@ -53,6 +53,7 @@ embeddings scaled by sqrt(d_model), one embedding matrix shared by encoder, deco
 | weight sharing | source, target and output embeddings shared | same | `tie_word_embeddings=False` unties all three |
 | attention span | global | same | `attention_window=w`: local self-attention (distance <= w) as a mask; with `attn_implementation="blocked_local"` computed in blocks, in O(L w) |
 | attention dropout | not used | 0.0 | `attention_dropout` |
+| word dropout | not used | 0.0 | `word_dropout`: in training, a token's embedding is zeroed with this probability (its position stays) |
 | label smoothing | 0.1 in training | 0.0 in the config, 0.1 set by the training script | `label_smoothing` |
 | initialisation | not stated | Xavier-uniform projections, zero biases, embeddings N(0, d_model^-0.5) | none |
 | maximum length | unbounded (sinusoids) | `max_position_embeddings=512`; longer inputs raise a `ValueError` naming the length | `max_position_embeddings` |

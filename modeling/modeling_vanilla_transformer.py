@@ -376,7 +376,8 @@ class TransformerStack(nn.Module):
 
     def embed(self, input_ids, inputs_embeds, past_length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(token embeddings, dropout(scaled token embeddings + positional encodings)), each (B, L, d_model);
-        with config.layernorm_embedding, the sum is layer-normalised before the dropout."""
+        with config.layernorm_embedding, the sum is layer-normalised before the dropout; in training, with
+        config.word_dropout, some tokens' embeddings are zeroed first."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError(f"Pass the {self.stack_name} exactly one of token ids and input embeddings.")
         if inputs_embeds is None:
@@ -385,7 +386,11 @@ class TransformerStack(nn.Module):
         check_sequence_length(past_length + length, self.config, f"The {self.stack_name} input")
         positions = torch.arange(past_length, past_length + length, device=inputs_embeds.device)
         encoded_positions = self.embed_positions(positions).to(inputs_embeds.dtype)
-        embedded = inputs_embeds * self.embed_scale + encoded_positions
+        scaled = inputs_embeds * self.embed_scale
+        if self.training and self.config.word_dropout > 0:  # whole words, not units: no rescaling
+            kept = torch.rand(scaled.shape[:-1], device=scaled.device) >= self.config.word_dropout
+            scaled = scaled * kept.unsqueeze(-1).to(scaled.dtype)
+        embedded = scaled + encoded_positions
         if self.layernorm_embedding is not None:
             embedded = self.layernorm_embedding(embedded)
         return inputs_embeds, self.dropout(embedded)

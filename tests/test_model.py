@@ -277,6 +277,7 @@ def test_classifier_pooling_ignores_padding(pooling):
         ("ffn_dim", 1.5),
         ("dropout", 1.0),
         ("attention_dropout", -0.1),
+        ("word_dropout", 1.0),
         ("label_smoothing", 2.0),
         ("attention_window", -1),
         ("attention_window", 2.5),
@@ -352,6 +353,27 @@ def test_an_id_outside_the_vocabulary_is_named_with_vocab_size(name):
     labels = random_tokens(2, 4)
     labels[:, -1] = -100  # ignored positions are not ids
     assert tiny_seq2seq()(input_ids=random_tokens(2, 6), labels=labels).loss.isfinite()
+
+
+def test_word_dropout_hides_whole_words_in_training_only():
+    """word_dropout: in training some positions carry their positional encoding alone (the word's embedding is
+    zeroed across all of d_model) and the others the plain sum; in evaluation every word is seen."""
+    input_ids = random_tokens(4, 50)
+    model = tiny_seq2seq("sdpa", word_dropout=0.5).train()
+    encoder = model.model.encoder
+    positions = encoder.embed_positions(torch.arange(50))
+    full_sum = encoder.embed_tokens(input_ids) * encoder.embed_scale + positions
+
+    def dropped_words(embedded):
+        only_position = torch.isclose(embedded, positions.expand_as(embedded), atol=1e-6).all(-1)
+        unchanged = torch.isclose(embedded, full_sum, atol=1e-6).all(-1)
+        assert (only_position | unchanged).all()  # a word is dropped whole or kept whole
+        return only_position.float().mean().item()
+
+    with torch.no_grad():
+        assert 0.35 < dropped_words(encoder.embed(input_ids, None, past_length=0)[1]) < 0.65
+        model.eval()
+        assert dropped_words(encoder.embed(input_ids, None, past_length=0)[1]) == 0.0
 
 
 def test_layernorm_embedding_normalises_what_enters_the_first_layer():

@@ -35,7 +35,8 @@ class VanillaTransformerConfig(PreTrainedConfig):
         attention_window: None = global (soft) attention over all positions; an integer w = local attention
             in self-attention, where a position attends only to positions at distance <= w (a mask over the
             full matrix; with attn_implementation="blocked_local" it is computed in blocks, in O(L w)).
-        label_smoothing: epsilon_ls of the training loss (the paper trains with 0.1, Section 5.4).
+        label_smoothing: epsilon_ls of the training loss (the paper trains with 0.1, Section 5.4); for the
+            classification head, of its cross-entropy over the classes.
         classifier_pooling: how the sequence-classification head pools the encoder output: "mean" or "max" over
             the real (unpadded) positions, or "first" (the first position).
         copy_mechanism: mix a copy distribution over the source's tokens into the output distribution, so that

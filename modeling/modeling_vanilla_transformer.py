@@ -862,6 +862,12 @@ class VanillaTransformerForSequenceClassification(VanillaTransformerPreTrainedMo
     def set_input_embeddings(self, embeddings):
         self.encoder.embed_tokens = embeddings
 
+    def is_single_label(self, labels: torch.Tensor) -> bool:
+        """One class index per example, as transformers' sequence-classification loss decides it."""
+        if self.config.problem_type is not None:
+            return self.config.problem_type == "single_label_classification"
+        return self.config.num_labels > 1 and labels.dtype in (torch.long, torch.int)
+
     def pool(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if self.config.classifier_pooling == "first":
             return hidden_states[:, 0]
@@ -902,7 +908,9 @@ class VanillaTransformerForSequenceClassification(VanillaTransformerPreTrainedMo
         pooled = self.pool(encoder_outputs.last_hidden_state, attention_mask)
         logits = self.classifier(self.dropout(pooled))
         loss = None
-        if labels is not None:
+        if labels is not None and self.config.label_smoothing > 0 and self.is_single_label(labels):
+            loss = label_smoothed_cross_entropy(logits, labels, self.config.label_smoothing, num_items_in_batch)
+        elif labels is not None:  # transformers' loss: cross-entropy, MSE (one label) or BCE (multi-label)
             loss = self.loss_function(
                 labels=labels, pooled_logits=logits, config=self.config, num_items_in_batch=num_items_in_batch
             )

@@ -180,6 +180,25 @@ def test_classifier_save_and_load_give_identical_logits(tmp_path):
         assert torch.equal(loaded(input_ids, attention_mask).logits, model(input_ids, attention_mask).logits)
 
 
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_classifier_loss_is_smoothed_by_the_configs_label_smoothing(label_smoothing):
+    """The classification head's cross-entropy uses config.label_smoothing (transformers' own loss has none)."""
+    model = tiny_classifier(num_labels=3, label_smoothing=label_smoothing)
+    input_ids, attention_mask, _ = padded_batch()
+    labels = torch.tensor([2, 0])
+    with torch.no_grad():
+        output = model(input_ids, attention_mask, labels=labels)
+    expected = torch.nn.functional.cross_entropy(output.logits.float(), labels, label_smoothing=label_smoothing)
+    assert torch.allclose(output.loss, expected, atol=1e-6)
+    multi_label = tiny_classifier(num_labels=3, label_smoothing=label_smoothing,
+                                  problem_type="multi_label_classification")
+    with torch.no_grad():  # other problem types keep transformers' loss (binary cross-entropy here)
+        targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+        output = multi_label(input_ids, attention_mask, labels=targets)
+        expected = torch.nn.functional.binary_cross_entropy_with_logits(output.logits, targets)
+    assert torch.allclose(output.loss, expected, atol=1e-6)
+
+
 def test_bfloat16_loading(tmp_path):
     tiny_seq2seq().save_pretrained(tmp_path)
     model = VanillaTransformerForConditionalGeneration.from_pretrained(tmp_path, dtype=torch.bfloat16)

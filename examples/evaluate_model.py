@@ -22,6 +22,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from common.arguments import DataArguments, option, parse
+from common.attention_backend import avoid_per_shape_attention_plans
 from common.data import DataError, encode_labels, load_records
 from common.evaluation import evaluate_records, write_predictions
 from common.run_info import git_commit, machine
@@ -42,6 +43,7 @@ class EvaluationArguments:
 
 def main(argv=None) -> int:
     parser, (data, args) = parse([DataArguments, EvaluationArguments], argv, __doc__)
+    avoid_per_shape_attention_plans()
     try:
         task = data.load_task()
     except ValueError as error:

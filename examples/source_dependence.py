@@ -23,6 +23,7 @@ import torch
 from transformers import AutoTokenizer
 
 from common.arguments import DataArguments, option, parse
+from common.attention_backend import avoid_per_shape_attention_plans
 from common.batching import make_collator, tokenize_records, validation_loss
 from common.data import DataError, load_records
 from comparison.baselines import Wrapper, load_checkpoint_average, load_model
@@ -89,6 +90,7 @@ def encoder_attention_entropy(model, tokenizer, task, records: list[dict], batch
 
 def main(argv=None) -> int:
     parser, (data, args) = parse([DataArguments, DependenceArguments], argv, __doc__)
+    avoid_per_shape_attention_plans()
     try:
         task = data.load_task()
     except ValueError as error:

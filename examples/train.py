@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from transformers import get_inverse_sqrt_schedule
 
 from common.arguments import DataArguments, option, parse
+from common.attention_backend import avoid_per_shape_attention_plans
 from common.batching import collate, count_items, count_tokens, length_grouped_batches, make_collator
 from common.batching import tokenize_records, validation_loss
 from common.checkpointing import Progress, checkpoints, save_checkpoint, save_model_folder
@@ -170,6 +171,7 @@ def load_data(task, data_args, model_args, options, accelerator):
 
 def train(task, data_args, model_args, options) -> dict:
     started, commit = time.time(), git_commit()  # the code this run started with
+    avoid_per_shape_attention_plans()
     output_dir = Path(options.output_dir)
     # step_scheduler_with_optimizer=False: the schedule counts optimizer steps whatever the number of
     # processes (by default Accelerate would advance it once per process at every step).

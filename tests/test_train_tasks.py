@@ -393,3 +393,19 @@ def test_adafactor_steps_in_proportion_to_each_parameters_size_where_adam_steps_
     assert adafactor_large / adafactor_small == pytest.approx(100, rel=0.1)
     with pytest.raises(ValueError, match="sgd"):
         build_optimizer(torch.nn.Linear(2, 2), lr=1e-3, weight_decay=0.0, name="sgd")
+
+
+def test_training_and_evaluation_turn_off_attention_that_plans_per_shape(tmp_path):
+    """cuDNN's attention builds a plan for every new shape, and the scripts' shapes change at every step: train.py and
+    evaluate_model.py switch it off (on a GPU that is what keeps a step from paying for a plan)."""
+    data = DATASETS["sst2"](tmp_path / "data")
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        assert train.main(train_arguments("sst2", data, tmp_path / "run", "--max_steps", "1")) == 0
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        assert evaluate_model.main(["--model", str(tmp_path / "run" / "model"), "--task", "sst2", "--dataset_name",
+                                    str(data), "--split", "dev", "--output", str(tmp_path / "m.json")]) == 0
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(True)

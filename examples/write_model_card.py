@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.generated_sections import replace_section
+from common.run_info import short_commit
 from common.tasks import PRESETS
 from vanilla_transformer.modeling.model_card_vanilla_transformer import describe_run, render, scores_table
 
@@ -170,7 +171,7 @@ def current_scores(heading: str, run: dict) -> tuple[dict, str]:
         _, chosen, test = found
         shown = [r for r in (chosen, test) if r]
         return ({r["split"]: r for r in shown},
-                f" decoded with {sweep.option} {setting(chosen[sweep.option])} (commit `{shown[-1]['commit'][:7]}`)")
+                f" decoded with {sweep.option} {setting(chosen[sweep.option])} (commit `{short_commit(shown[-1]['commit'])}`)")
     return run["evaluation"], ""
 
 
@@ -199,7 +200,7 @@ def redecoded_text(sweep: Redecoding, run: dict | None = None) -> list[str]:
     lines += ["", scores_table({"evaluation": {r["split"]: r for r in (chosen, test) if r}}), ""]
     for r in [*reports, *([test] if test else [])]:
         hardware = r["hardware"]
-        lines.append(f"- `{r['command']}`: commit `{r['commit'][:7]}`; {hardware.get('gpu') or hardware['cpu']}, "
+        lines.append(f"- `{r['command']}`: commit `{short_commit(r['commit'])}`; {hardware.get('gpu') or hardware['cpu']}, "
                      f"{hardware['cpu_threads']} thread{'s' if hardware['cpu_threads'] != 1 else ''}"
                      f"{', bf16' if r['bf16'] else ''}; {r['seconds'] / 60:.1f} min")
     return lines
@@ -263,7 +264,7 @@ def readme_summary(task_runs: list[tuple]) -> str:
                 low, high = values[f"{metric}_ci95"]
                 scores.append(f"{split} {name} {values[metric]:.1f} [{low:.1f}, {high:.1f}]")
             lines.append(f"| {heading} | {run['parameters'] / 1e6:.1f}M | {'; '.join(scores)} | "
-                         f"{where}, commit `{run['commit'][:7]}`, {run['hardware']['cpu']}, "
+                         f"{where}, commit `{short_commit(run['commit'])}`, {run['hardware']['cpu']}, "
                          f"{run['wall_seconds'] / 60:.0f} min |")
     lines.append(README_END)
     return "\n".join(lines)

@@ -45,7 +45,7 @@ from common.peak_memory import peak_memory_since, start_peak_memory  # noqa: E40
 from vanilla_transformer.configuration import VanillaTransformerConfig
 from vanilla_transformer.modeling import VanillaTransformerForConditionalGeneration
 from common.generated_sections import replace_section  # noqa: E402
-from common.run_info import cpu_name, git_commit  # noqa: E402
+from common.run_info import cpu_name, git_commit, short_commit  # noqa: E402
 
 def sweep_variants(window: int) -> list[tuple]:
     """(label, attention window, attention implementation) of the encoder length sweep. Global attention
@@ -307,8 +307,8 @@ ROWS = [("train_tokens_per_second_float32", "training tokens/s, float32", "{:,.0
 def report(results: dict, json_path: str, section: str = "benchmark") -> str:
     """The generated section of the performance file: what ran, and a table per size."""
     begin, end = markers(section)
-    lines = [begin, "", f"`{results['command']}` at commit `{results['commit'][:7]}`, {results['device']}, "
-             f"{results['threads']} threads, PyTorch {results['torch']}; wall {results['wall_seconds'] / 60:.1f} min; "
+    lines = [begin, "", f"`{results['command']}` at commit `{short_commit(results['commit'])}`, "
+             f"{results['device']}, {results['threads']} thread{'' if results['threads'] == 1 else 's'}, PyTorch {results['torch']}; wall {results['wall_seconds'] / 60:.1f} min; "
              f"raw numbers in `{json_path}`. Medians of {results['repeats']} timings; the models take turns within "
              "each round. Ratios > 1: the first named is better (faster, or less memory).", ""]
     for size_name, size in results["sizes"].items():

@@ -32,7 +32,7 @@ from common.data import DataSource, load_records  # noqa: E402
 from common.evaluation import batches_by_length, score  # noqa: E402
 from common.generated_sections import replace_section  # noqa: E402
 from common.model_sizes import SIZES, build  # noqa: E402
-from common.run_info import cpu_name, git_commit  # noqa: E402
+from common.run_info import cpu_name, git_commit, short_commit  # noqa: E402
 from common.tasks import get_task  # noqa: E402
 from vanilla_transformer.modeling.export_ctranslate2_vanilla_transformer import (  # noqa: E402
     export_ctranslate2,
@@ -121,7 +121,7 @@ END = "<!-- ctranslate2: end -->"
 
 def report(results: dict, json_path: str) -> str:
     """The markdown section of the performance file, from the results JSON alone."""
-    lines = [BEGIN, "", f"`{results['command']}` at commit `{results['commit'][:7]}`, {results['cpu']}, "
+    lines = [BEGIN, "", f"`{results['command']}` at commit `{short_commit(results['commit'])}`, {results['cpu']}, "
              f"{results['cores']} cores (CTranslate2: "
              + ", ".join(f"{k}={v}" for k, v in results["ctranslate2_threads"].items())
              + f"; PyTorch "

@@ -20,6 +20,11 @@ def git_commit() -> str:
     return commit.stdout.strip() + ("+uncommitted changes" if dirty else "")
 
 
+def short_commit(commit: str) -> str:
+    """A recorded commit as reports print it: the short hash, and whether the tree differed from it."""
+    return commit[:7] + (" + uncommitted changes" if "uncommitted" in commit else "")
+
+
 def cpu_name() -> str:
     """The processor's model name (Linux), else what the platform module knows."""
     try:

@@ -308,7 +308,8 @@ def report(results: dict, json_path: str, section: str = "benchmark") -> str:
     """The generated section of the performance file: what ran, and a table per size."""
     begin, end = markers(section)
     lines = [begin, "", f"`{results['command']}` at commit `{short_commit(results['commit'])}`, "
-             f"{results['device']}, {results['threads']} thread{'' if results['threads'] == 1 else 's'}, PyTorch {results['torch']}; wall {results['wall_seconds'] / 60:.1f} min; "
+             f"{results['device']}, {results['threads']} thread{'' if results['threads'] == 1 else 's'}, "
+             f"PyTorch {results['torch']}; wall {results['wall_seconds'] / 60:.1f} min; "
              f"raw numbers in `{json_path}`. Medians of {results['repeats']} timings; the models take turns within "
              "each round. Ratios > 1: the first named is better (faster, or less memory).", ""]
     for size_name, size in results["sizes"].items():

@@ -123,7 +123,8 @@ def sweep_table(task_name: str, models: dict) -> list[str]:
             text = "-" if run is None else "failed" if score is None else f"{score:.1f}"
             cells.append(f"**{text}**" if rate == best else text)
         lines.append(f"| {display_name(model, task_name)} | " + " | ".join(cells) + " |")
-    commits = sorted({short_commit(r["commit"]) for runs in models.values() for r in runs.values() if not r.get("failed")})
+    commits = sorted({short_commit(r["commit"]) for runs in models.values() for r in runs.values()
+                      if not r.get("failed")})
     hardware = sorted({r["hardware"].get("gpu") or r["hardware"]["cpu"] for runs in models.values()
                        for r in runs.values() if not r.get("failed")})
     lines += ["", f"Each run: `{current_spelling(some_run['command'])}` with its model and rate; commit "

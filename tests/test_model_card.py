@@ -100,3 +100,22 @@ def test_a_runs_source_dependence_reports_are_tabled_under_its_scores():
     assert write_model_card.dependence_text({"evaluation": {}}) == []
     text = "\n".join(write_model_card.dependence_text({"source_dependence": {"step500-dev": report}}))
     assert "| the scored model (step 500) | dev | 300 | 6.66 | 7.92 | 1.26 |" in text
+
+
+def test_runs_over_seeds_are_grouped_by_setting_with_mean_and_spread(tmp_path, monkeypatch):
+    recipe = "train.py --task sst2 --output_dir runs/{name}-s{seed} --config_overrides d_model=128,dropout=0.3{extra} --seed {seed}"
+    hardware = {"cpu": "Some CPU", "cpu_threads": 1}
+    for name, extra, scores in [("base", "", [80.0, 82.0, 84.0]), ("wd", ",word_dropout=0.1", [83.0, 83.0, 86.0])]:
+        for seed, accuracy in enumerate(scores):
+            run = {"command": recipe.format(name=name, seed=seed, extra=extra), "commit": "a" * 40, "hardware": hardware,
+                   "arguments": {"seed": seed}, "wall_seconds": 120.0,
+                   "evaluation": {"dev": {"accuracy": accuracy, "macro_f1": accuracy - 1}}}
+            path = tmp_path / "results" / "task" / f"{name}-s{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(run))
+    monkeypatch.setattr(write_model_card, "ROOT", tmp_path)
+    rows = [line for line in write_model_card.seeds_text(["task/base-s*.json", "task/wd-s*.json"], "A note.")
+            if line.startswith("| ") and "aaaaaaa" in line]
+    assert len(rows) == 2  # one row per setting, not per seed
+    assert "80.00, 82.00, 84.00 | 82.00 ± 2.00 | 81.00 | 2.0, 2.0, 2.0 |" in rows[0]
+    assert rows[1].startswith("| `word_dropout=0.1` |") and "84.00 ± 1.73" in rows[1]

@@ -110,6 +110,10 @@ def scores_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def threads(count: int) -> str:
+    return f", {count} thread{'s' if count != 1 else ''}"
+
+
 def describe_run(results: dict) -> str:
     """What a run was: its data, model size, command, commit, hardware and wall time."""
     hardware = results.get("hardware", {})
@@ -127,7 +131,7 @@ def describe_run(results: dict) -> str:
              (f"; {size}" if size else "") + ".", "",
              f"- Command: `{results.get('command')}`"]
     lines += [f"- Commit `{str(results.get('commit', 'unknown'))[:7]}`; {where}"
-              f"{', ' + str(hardware.get('cpu_threads')) + ' threads' if hardware.get('cpu_threads') else ''}"
+              f"{threads(hardware['cpu_threads']) if hardware.get('cpu_threads') else ''}"
               f"{', ' + hardware['mixed_precision'] if hardware.get('mixed_precision') else ''}; wall time "
               f"{results.get('wall_seconds', 0) / 60:.1f} min; {results.get('steps', 0):,} steps; the checkpoint "
               f"scored: {checkpoint}.",

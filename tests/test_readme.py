@@ -119,3 +119,25 @@ def test_readme_conversion_command_writes_a_ctranslate2_model(tokenizer, tmp_pat
     (line,) = [line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith(prefix)]
     assert ct2_main(shlex.split(line[len(prefix):])) == 0
     assert (tmp_path / "outputs" / "dates-ct2" / "model.bin").exists()
+
+
+def test_readme_comparisons_train_ours_without_the_copy_mechanism():
+    """The other architectures have no copy mechanism, so the comparison's ours has none either, on every task
+    (SAMSum's preset turns it on; its comparison command turns it off)."""
+    import tiny_datasets  # noqa: F401  (puts examples/ on sys.path)
+    import train
+    from common.models import apply_overrides
+    from vanilla_transformer.configuration.configuration_vanilla_transformer import VanillaTransformerConfig
+
+    for argv in readme_commands("comparison/compare.py"):
+        task_name = argv[argv.index("--task") + 1]
+        task, _, model, _ = train.parse_args(["--task", task_name, "--data", "unused", "--output-dir", "unused",
+                                              *argv[argv.index("--") + 1:]])
+        config = VanillaTransformerConfig(**task.defaults.get("model", {}))
+        apply_overrides(config, model.config_overrides)
+        assert not config.copy_mechanism, " ".join(argv)
+    samsum = next(argv for argv in readme_commands("train.py") if argv[argv.index("--task") + 1] == "samsum")
+    task, _, model, _ = train.parse_args(samsum)
+    config = VanillaTransformerConfig(**task.defaults.get("model", {}))
+    apply_overrides(config, model.config_overrides)
+    assert config.copy_mechanism  # the preset's recipe keeps it

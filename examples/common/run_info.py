@@ -25,6 +25,13 @@ def short_commit(commit: str) -> str:
     return commit[:7] + (" + uncommitted changes" if "uncommitted" in commit else "")
 
 
+def hardware_of(run: dict) -> str:
+    """A run's machine as reports print it: the GPU, else the CPU and its thread count."""
+    hardware = run["hardware"]
+    threads = hardware["cpu_threads"]
+    return hardware.get("gpu") or f"{hardware['cpu']}, {threads} thread{'' if threads == 1 else 's'}"
+
+
 def cpu_name() -> str:
     """The processor's model name (Linux), else what the platform module knows."""
     try:

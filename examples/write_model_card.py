@@ -41,7 +41,11 @@ TASKS = [
      "Then the same run after 30 and after 20 epochs (the 20-epoch run named dropout and averaging on its "
      "command line before they were the preset's), and last the earlier recipe (dropout "
      "0.1, 12 epochs, the best validated checkpoint). Detokenised, cased sacreBLEU and chrF; BLEU of "
-     "lower-cased text beside it. Run logs: `results/multi30k-en-de/NOTES.md`.",
+     "lower-cased text beside it. A published Transformer of about this size trained from scratch reaches 41.0 "
+     "lower-cased, tokenised BLEU on test_2016_flickr (Wu et al., 2021: 4 + 4 layers, d_model 128, dropout 0.3, 8k "
+     "updates, the mean of the last 10 checkpoints); this recipe's lower-cased sacreBLEU there is 1.5 short of 40 "
+     "as decoded (length penalty 2.0) and 0.5 short with the paper's 0.6, and its greedy val BLEU still rose about "
+     "0.3 a point per 500 steps in the last 10 epochs. Run logs: `results/multi30k-en-de/NOTES.md`.",
      ["multi30k-en-de-recipe_learning_curves.png"]),
     ("SST-2 (sentiment)", ["reproduction/sst2-readme-seed0.json"],
      "The README's command, seed 0; the checkpoint is the best of 7 dev validations, so the dev figure is "

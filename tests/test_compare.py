@@ -131,6 +131,13 @@ def test_one_runs_score_shows_its_interval_and_several_seeds_their_spread():
     assert comparison_report.score_cell(seeds, "accuracy") == "82.0 ± 2.8"
 
 
+def test_peak_memory_of_a_run_whose_results_came_from_a_process_that_trained_nothing_is_not_shown():
+    mib = 2**20
+    assert comparison_report.peak_memory_cell([{"peak_memory_bytes": 3000 * mib}]) == "3000"
+    assert comparison_report.peak_memory_cell([{"peak_memory_bytes": 0}]) == "-"
+    assert comparison_report.peak_memory_cell([{"peak_memory_bytes": 0}, {"peak_memory_bytes": 3000 * mib}]) == "-"
+
+
 def test_a_table_whose_rows_come_from_different_commits_says_so():
     def run(commit):
         return {"commit": commit}

@@ -254,6 +254,14 @@ def mean_std(values: list[float], digits: int = 1) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def peak_memory_cell(runs: list[dict]) -> str:
+    """MiB; "-" when a run's results were written by a process that trained no step (it resumed a run whose
+    training had finished, after the process that trained was killed): its peak says nothing of training."""
+    if any(run["peak_memory_bytes"] == 0 for run in runs):
+        return "-"
+    return mean_std([run["peak_memory_bytes"] / 2**20 for run in runs], 0)
+
+
 def score_cell(scores: list[dict], metric: str) -> str:
     """One run: its score and 95% bootstrap interval; several seeds: mean ± standard deviation."""
     if len(scores) == 1 and f"{metric}_ci95" in scores[0]:
@@ -330,7 +338,7 @@ def task_table(task_name: str, models: dict) -> list[str]:
                 mean_std([r["tokens_per_second"] for r in runs], 0),
                 mean_std([r["train_seconds"] for r in runs], 0),
                 mean_std([final_scores(r)["ms_per_record"] for r in runs], 1),
-                mean_std([r["peak_memory_bytes"] / 2**20 for r in runs], 0)]
+                peak_memory_cell(runs)]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Scores: one seed, its score and 95% bootstrap interval [low, high]; several seeds, mean ± "
               "standard deviation over seeds.", commits_line(task_name, models)]

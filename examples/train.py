@@ -239,6 +239,10 @@ def train(task, data_args, model_args, options) -> dict:
     def validate_now():
         run_validation(model, tokenizer, task, valid_records, valid_data, collator, accelerator, options, progress)
 
+    def note_peak_memory():  # kept in the checkpoints, so a resumed run reports the peak of its earlier processes
+        progress.peak_memory_bytes = max(progress.peak_memory_bytes,
+                                         peak_memory_since(memory_start, accelerator.device))
+
     while progress.step < max_steps and not progress.stopped_early:
         if options.num_train_epochs is not None and progress.epoch >= options.num_train_epochs:
             break
@@ -307,6 +311,7 @@ def train(task, data_args, model_args, options) -> dict:
                                 progress.step, progress.validations_since_best, progress.best_step)
             if progress.step % options.save_every == 0 or progress.stopped_early:
                 progress.wall_seconds = time.time() - started
+                note_peak_memory()
                 save_checkpoint(accelerator, output_dir, progress.step, options.keep_checkpoints)
             if progress.stopped_early:
                 break
@@ -314,7 +319,7 @@ def train(task, data_args, model_args, options) -> dict:
             progress.epoch += 1
             progress.batch_in_epoch = 0
     bar.close()
-    peak_memory = peak_memory_since(memory_start, accelerator.device)
+    note_peak_memory()  # of training: the final validation below is not counted
 
     # Taken from the state every process shares: a decision that leads to collective operations must be
     # the same on every process, or one of them waits forever.
@@ -327,7 +332,7 @@ def train(task, data_args, model_args, options) -> dict:
     results = None
     if accelerator.is_main_process:
         results = finish(task, source, (data_args, model_args, options), tokenizer, accelerator, progress, started,
-                         {"commit": commit, "peak_memory_bytes": peak_memory, "size_knob": size_knob,
+                         {"commit": commit, "peak_memory_bytes": progress.peak_memory_bytes, "size_knob": size_knob,
                           "stopped_early": progress.stopped_early})
     accelerator.wait_for_everyone()
     accelerator.end_training()  # last: it also destroys the process group that wait_for_everyone needs

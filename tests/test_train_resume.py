@@ -95,6 +95,20 @@ def test_wall_time_of_a_resumed_run_includes_the_processes_before(tmp_path):
     assert 10_000 < json.loads((run / "results.json").read_text())["wall_seconds"] < 10_000 + 600
 
 
+def test_peak_memory_of_a_resumed_run_includes_the_processes_before(tmp_path):
+    data = multi30k(tmp_path / "data")
+    run = tmp_path / "run"
+    assert train.main(train_arguments("multi30k-en-de", data, run, "--max-steps", "2", "--save-every", "2")) == 0
+    state_file = run / "checkpoints" / "step-2" / "custom_checkpoint_0.pkl"
+    state = torch.load(state_file, weights_only=False)
+    state["peak_memory_bytes"] = 10**12  # as if the first process had peaked far above anything this one uses
+    torch.save(state, state_file)
+    assert train.main(train_arguments("multi30k-en-de", data, run, "--max-steps", "3", "--resume")) == 0
+    assert json.loads((run / "results.json").read_text())["peak_memory_bytes"] == 10**12
+    state = torch.load(run / "checkpoints" / "step-3" / "custom_checkpoint_0.pkl", weights_only=False)
+    assert state["peak_memory_bytes"] == 10**12  # and a second resume would still see it
+
+
 def test_resume_from_a_named_checkpoint_repeats_the_steps_after_it(tmp_path):
     data = multi30k(tmp_path / "data")
     run = tmp_path / "run"

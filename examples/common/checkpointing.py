@@ -27,6 +27,9 @@ class Progress:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.tokens, self.train_seconds = 0, 0.0
         self.wall_seconds = 0.0  # since the run first started, up to the newest checkpoint (across resumes)
+        # the highest peak memory of the run's processes so far (across resumes; this process's own, where the
+        # processes of a distributed run differ)
+        self.peak_memory_bytes = 0
         self.best_metric, self.best_step = None, None
         self.validated_step = None  # the last step validated
         self.validations_since_best = 0  # for early stopping

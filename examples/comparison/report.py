@@ -256,7 +256,8 @@ def mean_std(values: list[float], digits: int = 1) -> str:
 
 def peak_memory_cell(runs: list[dict]) -> str:
     """MiB; "-" when a run's results were written by a process that trained no step (it resumed a run whose
-    training had finished, after the process that trained was killed): its peak says nothing of training."""
+    training had finished, after the process that trained was killed) and whose checkpoints came from before
+    train.py kept the peak in them: its peak says nothing of training."""
     if any(run["peak_memory_bytes"] == 0 for run in runs):
         return "-"
     return mean_std([run["peak_memory_bytes"] / 2**20 for run in runs], 0)

@@ -335,6 +335,11 @@ def train(task, data_args, model_args, options) -> dict:
                          {"commit": commit, "peak_memory_bytes": progress.peak_memory_bytes, "size_knob": size_knob,
                           "stopped_early": progress.stopped_early})
     accelerator.wait_for_everyone()
+    # Free the wrapped model (DDP's reducer holds the process group) while the group is still registered, so
+    # that end_training's destroy_process_group frees the group, which it does without holding the GIL. Freed
+    # last by the reducer, the gloo group joins its worker threads with the GIL held, and a worker that needs
+    # the GIL to free a tensor waits forever (pytorch/pytorch#56297): a two-process run hung at exit now and then.
+    model, optimizer, scheduler = accelerator.free_memory(model, optimizer, scheduler)
     accelerator.end_training()  # last: it also destroys the process group that wait_for_everyone needs
     return results
 

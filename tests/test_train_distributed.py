@@ -63,3 +63,21 @@ def test_cpu_launch_whose_last_step_is_an_evaluation_step_exits(task_name, tmp_p
     assert results["hardware"]["processes"] == 2
     main_metric = "bleu" if task_name.startswith("multi30k") else "accuracy"
     assert [h["step"] for h in results["history"] if main_metric in h] == [2, 4]
+
+
+def test_launched_processes_free_the_ddp_wrapper_before_the_process_group(tmp_path):
+    """Each process of a launched run frees its DDP wrapper before destroying the process group: a wrapper
+    alive then frees the group through its reducer with the GIL held, and a run hung at exit now and then."""
+    from tiny_datasets import multi30k, train_arguments
+
+    data = multi30k(tmp_path / "data", count=40)
+    launcher = Path(sys.executable).parent / "accelerate"
+    recording = Path(__file__).resolve().parent / "train_recording_teardown.py"
+    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
+               str(recording), *train_arguments("multi30k-en-de", data, tmp_path / "run", "--max_steps", "2",
+                                                "--max_tokens", "100")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "ACCELERATE_USE_CPU": "true"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads((tmp_path / "run" / f"teardown-rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [record["ddp_alive"] for record in records] == [0, 0]

@@ -1,4 +1,4 @@
-"""examples/train.py for a launched process that also records, in `<output_dir>/teardown-rank<N>.json`, which
+"""examples/train.py for a launched process that also records, in `<output_dir>/teardown-rank<N>.json`, how many
 DistributedDataParallel wrappers were still alive when the process group was destroyed. One alive there holds
 the group through its reducer, which then frees the group with the GIL held: the gloo group's threads can
 deadlock on it (the comment at the end of train.train)."""
